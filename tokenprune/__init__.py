@@ -1,0 +1,48 @@
+"""tokenprune: token-pruning primitives for efficient pose-estimation transformers."""
+
+from .attention import (
+    AttentionLogits,
+    MultiHeadGroupAttention,
+    available_backends,
+    group_attention,
+)
+from .blocks import DropPath, Mlp, TransformerBlock
+from .flops import FlopReport, count_flops
+from .pruner import GroupTokenPruner, PrunedTokens, keep_count
+from .schedules import (
+    ConstantKeepRate,
+    CosineWarmupKeepRate,
+    KeepRateSchedule,
+    LinearWarmupKeepRate,
+)
+from .scores import cls_score, mean_score, softmax_pool_score, token_scores
+from .selection import fuse_pruned_tokens, gather_tokens, pruned_token_weights, select_topk
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttentionLogits",
+    "ConstantKeepRate",
+    "CosineWarmupKeepRate",
+    "DropPath",
+    "FlopReport",
+    "GroupTokenPruner",
+    "KeepRateSchedule",
+    "LinearWarmupKeepRate",
+    "Mlp",
+    "MultiHeadGroupAttention",
+    "PrunedTokens",
+    "TransformerBlock",
+    "available_backends",
+    "cls_score",
+    "count_flops",
+    "fuse_pruned_tokens",
+    "gather_tokens",
+    "group_attention",
+    "keep_count",
+    "mean_score",
+    "pruned_token_weights",
+    "select_topk",
+    "softmax_pool_score",
+    "token_scores",
+]

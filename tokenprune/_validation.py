@@ -1,0 +1,132 @@
+"""Argument checks shared by the public API.
+
+Every check raises ``TypeError`` (wrong kind of object) or ``ValueError`` (right kind, wrong
+value) with a message that names the argument and says what was expected. Checks that need to
+read tensor *values* (NaN, index ranges) are skipped while tracing or compiling, where they
+would break the graph; shape, dtype and device checks always run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_bool_mask",
+    "check_floating",
+    "check_index",
+    "check_int",
+    "check_keep_rate",
+    "check_same_device",
+    "check_same_dtype",
+    "check_tensor",
+    "static_shape",
+    "value_checks_enabled",
+]
+
+
+def value_checks_enabled() -> bool:
+    """Whether data-dependent checks may run (not while tracing, exporting or compiling)."""
+    return not (torch.jit.is_tracing() or torch.compiler.is_compiling())
+
+
+def static_shape(tensor: Tensor) -> tuple[int, ...]:
+    """``tensor.shape`` as Python ints, also while ``torch.jit.trace`` records sizes as tensors.
+
+    Token budgets are Python integers (they decide tensor shapes), so traced sizes are frozen
+    into constants here, which is what a trace of a fixed-shape model does anyway.
+    """
+    return tuple(int(size) if isinstance(size, Tensor) else size for size in tensor.shape)
+
+
+def check_tensor(name: str, value: object, *, ndim: int | Sequence[int] | None = None) -> Tensor:
+    """Require a tensor, optionally of a given rank (or one of several ranks)."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if value.ndim not in allowed:
+            expected = " or ".join(str(n) for n in allowed)
+            raise ValueError(
+                f"{name} must have {expected} dimensions, got shape {tuple(value.shape)}"
+            )
+    return value
+
+
+def check_floating(name: str, value: object, *, ndim: int | Sequence[int] | None = None) -> Tensor:
+    """Require a floating-point tensor."""
+    tensor = check_tensor(name, value, ndim=ndim)
+    if not tensor.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {tensor.dtype}")
+    return tensor
+
+
+def check_bool_mask(name: str, value: object, shape: Sequence[int]) -> Tensor:
+    """Require a bool tensor of exactly ``shape``."""
+    tensor = check_tensor(name, value)
+    if tensor.dtype != torch.bool:
+        raise TypeError(f"{name} must be a bool tensor (True = real token), got {tensor.dtype}")
+    if tuple(tensor.shape) != tuple(shape):
+        raise ValueError(
+            f"{name} must have shape {tuple(shape)}, got {tuple(tensor.shape)}"
+        )
+    return tensor
+
+
+def check_index(name: str, value: object) -> Tensor:
+    """Require an integer index tensor (int64 or int32)."""
+    tensor = check_tensor(name, value)
+    if tensor.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{name} must be an int64 or int32 index tensor, got {tensor.dtype}")
+    return tensor
+
+
+def check_int(name: str, value: object, *, low: int | None = None, high: int | None = None) -> int:
+    """Require a Python int (bools rejected) within ``[low, high]``; returns it.
+
+    While ``torch.jit.trace`` runs, sizes read from tensors are 0-d integer tensors; those are
+    accepted and returned as ints.
+    """
+    if (
+        isinstance(value, Tensor)
+        and torch.jit.is_tracing()
+        and value.ndim == 0
+        and not value.is_floating_point()
+    ):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def check_keep_rate(name: str, value: object) -> float:
+    """Require a keep rate in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float in (0, 1], got {type(value).__name__}")
+    if not (math.isfinite(value) and 0.0 < value <= 1.0):
+        raise ValueError(f"{name} must be in (0, 1], got {value}")
+    return float(value)
+
+
+def check_same_device(**tensors: Tensor | None) -> None:
+    """Require all given (non-None) tensors to live on one device."""
+    present = {name: t for name, t in tensors.items() if t is not None}
+    devices = {t.device for t in present.values()}
+    if len(devices) > 1:
+        listing = ", ".join(f"{name} on {t.device}" for name, t in present.items())
+        raise ValueError(f"tensors must be on the same device, got {listing}")
+
+
+def check_same_dtype(**tensors: Tensor) -> None:
+    """Require all given tensors to share one dtype."""
+    dtypes = {t.dtype for t in tensors.values()}
+    if len(dtypes) > 1:
+        listing = ", ".join(f"{name} is {t.dtype}" for name, t in tensors.items())
+        raise ValueError(f"tensors must share one dtype, got {listing}")

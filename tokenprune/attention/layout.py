@@ -1,0 +1,102 @@
+"""The key layout of group attention and the container for scoring logits.
+
+Group attention works on ``G`` groups of ``N`` token slots. The first ``S`` slots of every group
+are *shared*: their keys and values are visible to the queries of every group. The remaining
+``N - S`` slots are *private* to their group. The keys seen by group ``g`` are therefore laid out
+as::
+
+    [shared(group 0), shared(group 1), ..., shared(group G-1), private(group g)]
+
+which is ``G * S + (N - S)`` keys. This module builds that layout for tensors and masks and
+defines :class:`AttentionLogits`, the pre-softmax logits of the scoring queries in that layout.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from einops import rearrange
+from torch import Tensor
+
+__all__ = ["AttentionLogits", "group_key_mask", "group_keys", "num_group_keys"]
+
+
+def num_group_keys(num_groups: int, num_tokens: int, num_shared: int) -> int:
+    """Number of keys each group attends to: ``G * S + (N - S)``."""
+    return num_groups * num_shared + num_tokens - num_shared
+
+
+def group_keys(tokens: Tensor, num_shared: int) -> Tensor:
+    """Arrange per-group keys (or values) in the group-attention key layout.
+
+    Args:
+        tokens: ``[B, G, H, N, D]`` keys or values of every group.
+        num_shared: ``S``, the number of leading shared slots in every group.
+
+    Returns:
+        ``[B, G, H, G*S + N - S, D]``. With ``G == 1`` or ``S == 0`` the layout equals the
+        input and ``tokens`` itself is returned (no copy).
+    """
+    num_groups = tokens.shape[1]
+    if num_groups == 1 or num_shared == 0:
+        return tokens
+    shared = rearrange(tokens[:, :, :, :num_shared], "b g h s d -> b h (g s) d")
+    shared = shared.unsqueeze(1).expand(-1, num_groups, -1, -1, -1)
+    return torch.cat([shared, tokens[:, :, :, num_shared:]], dim=3)
+
+
+def group_key_mask(key_mask: Tensor, num_shared: int) -> Tensor:
+    """Arrange a per-slot validity mask in the group-attention key layout.
+
+    Args:
+        key_mask: ``[B, G, N]`` bool, True for real tokens.
+        num_shared: ``S``.
+
+    Returns:
+        ``[B, G, G*S + N - S]`` bool: which keys of each group are real.
+    """
+    num_groups = key_mask.shape[1]
+    if num_groups == 1 or num_shared == 0:
+        return key_mask
+    shared = rearrange(key_mask[:, :, :num_shared], "b g s -> b (g s)")
+    shared = shared.unsqueeze(1).expand(-1, num_groups, -1)
+    return torch.cat([shared, key_mask[:, :, num_shared:]], dim=2)
+
+
+class AttentionLogits(NamedTuple):
+    """Pre-softmax attention logits of the scoring queries, and their log-sum-exp.
+
+    For each group, the scoring queries are its first ``J`` tokens; their logits are taken
+    against all of the group's keys, in the layout described in this module's docstring. Only
+    these ``J`` rows are ever materialised, never the full ``N x N`` matrix.
+
+    Attributes:
+        logits: ``[B, G, H, J, G*S + N - S]`` scaled logits ``q k^T * scale``; keys masked out
+            by ``key_mask`` are ``-inf``. Stored in at least float32 (float64 for float64 input).
+            For ``[B, N, D]`` attention input the group axis is absent: ``[B, H, J, N]``.
+        lse: ``[B, G, H, J]`` (or ``[B, H, J]``) log-sum-exp of each row over its real keys;
+            ``-inf`` for a row with no real key.
+        num_shared_keys: ``G * S``, the number of leading shared key columns.
+    """
+
+    logits: Tensor
+    lse: Tensor
+    num_shared_keys: int
+
+    def probs(self) -> Tensor:
+        """Post-softmax probabilities of the scoring rows, ``exp(logits - lse)``.
+
+        Rows without any real key are all zero (as their attention output is).
+        """
+        lse = self.lse.unsqueeze(-1)
+        probs = torch.exp(self.logits - lse)
+        return torch.where(torch.isfinite(lse), probs, torch.zeros_like(probs))
+
+    def private_logits(self) -> Tensor:
+        """Logits against each group's private tokens: ``[..., H, J, N - S]``."""
+        return self.logits[..., self.num_shared_keys :]
+
+    def private_probs(self) -> Tensor:
+        """Probabilities (normalised over *all* keys) of each group's private tokens."""
+        return self.probs()[..., self.num_shared_keys :]

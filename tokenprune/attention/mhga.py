@@ -1,0 +1,130 @@
+"""Multi-Head Group Attention (GTPT's MHGA) as a drop-in ViT attention module."""
+
+from __future__ import annotations
+
+from einops import rearrange
+from torch import Tensor, nn
+
+from .._validation import check_bool_mask, check_floating, check_int, check_same_device
+from .backends import check_backend_name
+from .functional import _resolve_scale, group_attention
+from .layout import AttentionLogits
+
+__all__ = ["MultiHeadGroupAttention"]
+
+
+class MultiHeadGroupAttention(nn.Module):
+    """Multi-head attention over token groups that share their leading tokens.
+
+    The input holds ``G`` groups of ``N`` token slots. The first ``num_shared`` tokens of every
+    group are shared: every query of group ``g`` attends to the shared tokens of all groups plus
+    the remaining (private) tokens of group ``g`` only. This is GTPT's Multi-Head Group
+    Attention: the keypoint tokens are shared, the visual tokens kept by each group are private.
+    All heads run in every group, with one set of weights.
+
+    With one group and ``num_shared = 0`` it is exactly standard multi-head self-attention, and
+    the parameter layout (``qkv``: ``Linear(dim, 3 * dim)`` ordered q, k, v then heads;
+    ``proj``: ``Linear(dim, dim)``) is that of the common ViT ``Attention`` module, so such a
+    module's ``state_dict`` loads unchanged.
+
+    Args:
+        dim: token width ``D``; must be divisible by ``num_heads``.
+        num_heads: number of heads ``H``.
+        qkv_bias: whether the qkv projection has a bias.
+        scale: logit scale; defaults to ``head_dim ** -0.5``. GTPT's released weights were
+            trained with ``dim ** -0.5``.
+        attn_drop: dropout on the attention probabilities (training only).
+        proj_drop: dropout after the output projection.
+        backend: group-attention backend, see :func:`tokenprune.attention.available_backends`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        scale: float | None = None,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        check_int("dim", dim, low=1)
+        check_int("num_heads", num_heads, low=1)
+        if dim % num_heads != 0:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = _resolve_scale(scale, self.head_dim)
+        self.attn_drop = float(attn_drop)
+        self.backend = check_backend_name(backend)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(
+        self,
+        x: Tensor,
+        num_shared: int = 0,
+        key_mask: Tensor | None = None,
+        score_queries: int = 0,
+    ) -> Tensor | tuple[Tensor, AttentionLogits]:
+        """Attend within and across groups.
+
+        Args:
+            x: ``[B, G, N, D]`` (``[B, N, D]`` is accepted and treated as ``G = 1``).
+            num_shared: number of leading shared tokens per group, in ``[0, N]``.
+            key_mask: optional bool ``[B, G, N]`` (``[B, N]`` for 3-d input); False marks a
+                slot that no query may attend to (padding of ragged groups, dummy tokens). Its
+                own output row is still computed.
+            score_queries: ``J``; when positive, also return the pre-softmax logits and
+                log-sum-exp of the first ``J`` queries of every group (``J x N`` numbers per
+                group and head, never the full ``N x N`` matrix).
+
+        Returns:
+            Output of the same shape as ``x``, or ``(output, AttentionLogits)`` when
+            ``score_queries > 0``. For 3-d input the logits drop the group axis as well.
+        """
+        x = check_floating("x", x, ndim=(3, 4))
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"x must have last dimension {self.dim}, got {tuple(x.shape)}")
+        check_same_device(x=x, key_mask=key_mask)
+        ungrouped = x.ndim == 3
+        if ungrouped:
+            x = x.unsqueeze(1)
+            if key_mask is not None:
+                check_bool_mask("key_mask", key_mask, (x.shape[0], x.shape[2]))
+                key_mask = key_mask.unsqueeze(1)
+
+        qkv = self.qkv(x)
+        q, k, v = rearrange(qkv, "b g n (three h d) -> three b g h n d", three=3, h=self.num_heads)
+        result = group_attention(
+            q,
+            k,
+            v,
+            num_shared=num_shared,
+            key_mask=key_mask,
+            scale=self.scale,
+            dropout_p=self.attn_drop if self.training else 0.0,
+            score_queries=score_queries,
+            backend=self.backend,
+        )
+        out, logits = result if isinstance(result, tuple) else (result, None)
+        out = self.proj_drop(self.proj(rearrange(out, "b g h n d -> b g n (h d)")))
+        if ungrouped:
+            out = out.squeeze(1)
+        if logits is None:
+            return out
+        if ungrouped:
+            logits = AttentionLogits(
+                logits.logits.squeeze(1), logits.lse.squeeze(1), logits.num_shared_keys
+            )
+        return out, logits
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, num_heads={self.num_heads}, scale={self.scale:.4g}, "
+            f"backend={self.backend!r}"
+        )
+
