@@ -122,3 +122,24 @@ def test_token_scores_rejects_bad_arguments():
         token_scores(logits, "softmax_pool", torch.ones(2))
     with pytest.raises(ValueError, match=r"exactly one query \(score_queries=1\), got 2"):
         token_scores(logits, "cls")
+
+
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_softmax_pool_matches_per_column_loop(heads, queries, columns, seed):
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, heads, queries, columns, generator=gen, dtype=torch.float64) * 3
+    masked_columns = torch.rand(2, columns, generator=gen) < 0.3
+    logits = logits.masked_fill(masked_columns[:, None, None, :], float("-inf"))
+    query_mask = torch.rand(2, queries, generator=gen) < 0.7
+    scores = softmax_pool_score(logits, query_mask)
+    for b in range(2):
+        rows = [(h, j) for h in range(heads) for j in range(queries) if query_mask[b, j]]
+        for n in range(columns):
+            column = [logits[b, h, j, n].item() for h, j in rows]
+            if not column or masked_columns[b, n]:
+                assert scores[b, n].item() == float("-inf")
+                continue
+            top = max(column)
+            weights = [math.exp(a - top) for a in column]
+            expected = sum(w * a for w, a in zip(weights, column, strict=True)) / sum(weights)
+            assert scores[b, n].item() == pytest.approx(expected, rel=1e-9, abs=1e-12)
