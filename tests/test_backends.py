@@ -18,12 +18,12 @@ def recording_backend():
         calls.append(args[0].shape)
         return group_attention_torch(*args)
 
-    def supports(q, key_mask, dropout_p, score_queries):
+    def supports(q, dropout_p):
         return None if q.dtype == torch.float64 else "float64 only"
 
-    registry.register_backend("recording", lambda: impl, supports, priority=10)
+    registry.register_backend("group_attention", "recording", lambda: impl, supports, priority=10)
     yield calls
-    del registry._REGISTRY["recording"]
+    del registry._REGISTRY[("group_attention", "recording")]
 
 
 def test_torch_backend_is_always_available():
@@ -54,5 +54,6 @@ def test_named_backend_that_cannot_run_the_call_raises(recording_backend):
 
 def test_auto_is_reserved():
     with pytest.raises(ValueError, match="reserved"):
-        registry.register_backend("auto", lambda: group_attention_torch, lambda *a: None,
+        registry.register_backend("group_attention", "auto", lambda: group_attention_torch,
+                                  lambda *a: None,
                                   priority=0)

@@ -4,6 +4,7 @@ from .attention import (
     AttentionLogits,
     MultiHeadGroupAttention,
     available_backends,
+    gathered_attention,
     group_attention,
 )
 from .blocks import DropPath, Mlp, TransformerBlock
@@ -38,6 +39,7 @@ __all__ = [
     "count_flops",
     "fuse_pruned_tokens",
     "gather_tokens",
+    "gathered_attention",
     "group_attention",
     "keep_count",
     "mean_score",

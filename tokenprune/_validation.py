@@ -9,6 +9,7 @@ would break the graph; shape, dtype and device checks always run.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -16,6 +17,7 @@ from torch import Tensor
 
 __all__ = [
     "check_bool_mask",
+    "check_float",
     "check_floating",
     "check_index",
     "check_int",
@@ -97,8 +99,9 @@ def check_int(name: str, value: object, *, low: int | None = None, high: int | N
         and not value.is_floating_point()
     ):
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)
     if low is not None and value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
     if high is not None and value > high:
@@ -106,9 +109,23 @@ def check_int(name: str, value: object, *, low: int | None = None, high: int | N
     return value
 
 
+def check_float(
+    name: str, value: object, *, low: float, high: float, high_open: bool = False
+) -> float:
+    """Require a finite real number in ``[low, high]`` (``[low, high)`` if ``high_open``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    value = float(value)
+    above = value >= high if high_open else value > high
+    if not math.isfinite(value) or value < low or above:
+        interval = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
+        raise ValueError(f"{name} must be in {interval}, got {value}")
+    return value
+
+
 def check_keep_rate(name: str, value: object) -> float:
     """Require a keep rate in (0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a float in (0, 1], got {type(value).__name__}")
     if not (math.isfinite(value) and 0.0 < value <= 1.0):
         raise ValueError(f"{name} must be in (0, 1], got {value}")
@@ -117,6 +134,9 @@ def check_keep_rate(name: str, value: object) -> float:
 
 def check_same_device(**tensors: Tensor | None) -> None:
     """Require all given (non-None) tensors to live on one device."""
+    for name, t in tensors.items():
+        if t is not None and not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     present = {name: t for name, t in tensors.items() if t is not None}
     devices = {t.device for t in present.values()}
     if len(devices) > 1:

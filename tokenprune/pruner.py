@@ -16,6 +16,7 @@ from ._validation import (
     check_same_device,
     check_tensor,
     static_shape,
+    value_checks_enabled,
 )
 from .selection import gather_tokens, pruned_token_weights, select_topk
 
@@ -28,6 +29,13 @@ __all__ = ["Budget", "GroupTokenPruner", "PrunedTokens", "keep_count"]
 #: * ``"current"``: ``ceil(num_current * keep_rate)``, a ratio of the tokens present now, as PPT
 #:   and EViT do. Successive steps compound (256 -> 180 -> 126 -> 89 at 0.7).
 Budget = Literal["original", "current"]
+
+
+def _count(keep_rate: float, num_current: int, budget: Budget, num_original: int | None) -> int:
+    """``keep_count`` without argument checks (used per forward on validated settings)."""
+    if budget == "current":
+        return math.ceil(num_current * keep_rate)
+    return min(int(num_original * keep_rate), num_current)
 
 
 def keep_count(
@@ -49,16 +57,15 @@ def keep_count(
     Returns:
         The count, in ``[0, num_current]``.
     """
-    check_keep_rate("keep_rate", keep_rate)
-    check_int("num_current", num_current, low=0)
-    if budget == "current":
-        return math.ceil(num_current * keep_rate)
+    keep_rate = check_keep_rate("keep_rate", keep_rate)
+    num_current = check_int("num_current", num_current, low=0)
+    if budget not in ("original", "current"):
+        raise ValueError(f"budget must be 'original' or 'current', got {budget!r}")
     if budget == "original":
         if num_original is None:
             raise ValueError("num_original is required when budget='original'")
-        check_int("num_original", num_original, low=0)
-        return min(int(num_original * keep_rate), num_current)
-    raise ValueError(f"budget must be 'original' or 'current', got {budget!r}")
+        num_original = check_int("num_original", num_original, low=0)
+    return _count(keep_rate, num_current, budget, num_original)
 
 
 class PrunedTokens(NamedTuple):
@@ -109,6 +116,17 @@ class PrunedTokens(NamedTuple):
             raise ValueError(
                 f"side must have {self.num_tokens} (all) or {num_private} (private) token slots "
                 f"at dimension {slot_axis}, got shape {tuple(side.shape)}"
+            )
+        lead = tuple(self.kept_idx.shape[:slot_axis])
+        try:
+            broadcast = torch.broadcast_shapes(tuple(side.shape[:slot_axis]), lead)
+        except RuntimeError:
+            broadcast = None
+        if broadcast is None or tuple(broadcast) != lead:
+            axes = "[B|1, G|1, slots, ...]" if grouped else "[B|1, slots, ...]"
+            raise ValueError(
+                f"side must be {axes} with leading axes broadcastable to {lead}, got shape "
+                f"{tuple(side.shape)}"
             )
         num_shared = self.num_shared if slots == self.num_tokens else 0
         kept_idx = self.kept_idx if grouped else self.kept_idx.unsqueeze(1)
@@ -195,9 +213,7 @@ class GroupTokenPruner(nn.Module):
 
     def num_kept(self, num_private: int) -> int:
         """Private tokens kept per group when ``num_private`` are present."""
-        return keep_count(
-            self.keep_rate, num_private, budget=self.budget, num_original=self.num_original
-        )
+        return _count(self.keep_rate, num_private, self.budget, self.num_original)
 
     def forward(
         self,
@@ -258,6 +274,8 @@ class GroupTokenPruner(nn.Module):
             priority = priority.masked_fill(protected, float("inf"))
         if key_mask is not None:
             priority = priority.masked_fill(~key_mask[:, :, num_shared:], float("-inf"))
+        if value_checks_enabled() and bool(torch.isnan(priority).any()):
+            raise ValueError("scores contain NaN; every candidate token needs a comparable score")
         if k == 0:
             kept_idx = torch.empty(batch, groups, 0, dtype=torch.int64, device=x.device)
         elif k == num_private:

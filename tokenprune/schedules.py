@@ -71,8 +71,10 @@ class KeepRateSchedule(ABC):
         Returns:
             A float for a scalar target, else a tuple with one rate per target.
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, float)) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative number, got {epoch!r}")
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, float)):
+            raise TypeError(f"epoch must be a number, got {type(epoch).__name__}")
+        if not (math.isfinite(epoch) and epoch >= 0):
+            raise ValueError(f"epoch must be a non-negative finite number, got {epoch!r}")
         check_int("iters_per_epoch", iters_per_epoch, low=1)
         check_int("iteration", iteration, low=0, high=iters_per_epoch - 1)
         p = self.progress(epoch + iteration / iters_per_epoch)

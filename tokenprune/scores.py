@@ -66,8 +66,10 @@ def softmax_pool_score(logits: Tensor, query_mask: Tensor | None = None) -> Tens
 
     Args:
         logits: ``[..., H, J, N]`` scaled pre-softmax logits; ``-inf`` marks masked keys.
-        query_mask: optional bool ``[..., J]`` (broadcastable); False rows are ignored (e.g.
-            GTPT's dummy keypoint token).
+        query_mask: optional bool ``[..., J]``; False rows are ignored (e.g. GTPT's dummy
+            keypoint token). Leading axes align from the right as in broadcasting, so for
+            ``[B, G, H, J, N]`` logits a ``[G, J]`` mask applies per group to every batch
+            element; use ``[B, 1, J]`` for a per-sample mask.
 
     Returns:
         ``[..., N]`` scores; ``-inf`` for a column with no finite logit in any used row.

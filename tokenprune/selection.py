@@ -82,6 +82,13 @@ def gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
             f"leading dimensions of x {tuple(x.shape[:token_axis])} and idx "
             f"{tuple(idx.shape[:-1])} do not broadcast"
         ) from None
+    if not has_features and tuple(lead) != tuple(idx.shape[:-1]):
+        # x [N, D] with idx [1, k] would otherwise be read as 256 rows of per-token values
+        raise ValueError(
+            f"x of shape {tuple(x.shape)} is read as per-token values [..., N] (same rank as "
+            f"idx {tuple(idx.shape)}), and then idx may not broadcast up to x's leading "
+            "dimensions; to gather rows of a table [N, D], give it a leading axis ([1, N, D])"
+        )
     if value_checks_enabled() and idx.device.type == "cpu" and idx.numel() > 0:
         low, high = int(idx.min()), int(idx.max())
         if low < 0 or high >= num_tokens:
@@ -123,7 +130,18 @@ def pruned_token_weights(
             "weights must be non-negative to fuse tokens (use attention probabilities, e.g. "
             "the 'mean' or 'cls' score rules)"
         )
-    pruned = torch.ones_like(weights, dtype=torch.bool).scatter(-1, kept_idx.to(torch.int64), False)
+    num_tokens = weights.shape[-1]
+    if value_checks_enabled() and kept_idx.device.type == "cpu" and kept_idx.numel() > 0:
+        low, high = int(kept_idx.min()), int(kept_idx.max())
+        if low < 0 or high >= num_tokens:
+            raise ValueError(
+                f"kept_idx must lie in [0, {num_tokens}) for {num_tokens} tokens, got values in "
+                f"[{low}, {high}]"
+            )
+    kept_idx = kept_idx.to(torch.int64)
+    # a tensor source (not a Python bool) keeps this traceable by torch.jit.trace
+    not_pruned = torch.zeros_like(kept_idx, dtype=torch.bool)
+    pruned = torch.ones_like(weights, dtype=torch.bool).scatter(-1, kept_idx, not_pruned)
     if key_mask is not None:
         check_bool_mask("key_mask", key_mask, weights.shape)
         pruned = pruned & key_mask

@@ -1,7 +1,8 @@
 """Group attention: the functional core, the module, backends and the key layout."""
 
+from . import builtin_backends  # noqa: F401  (registers the torch and triton backends)
 from .backends import available_backends, register_backend
-from .functional import group_attention
+from .functional import gathered_attention, group_attention
 from .layout import AttentionLogits, group_key_mask, group_keys, num_group_keys
 from .mhga import MultiHeadGroupAttention
 
@@ -9,6 +10,7 @@ __all__ = [
     "AttentionLogits",
     "MultiHeadGroupAttention",
     "available_backends",
+    "gathered_attention",
     "group_attention",
     "group_key_mask",
     "group_keys",

@@ -1,14 +1,14 @@
-"""Registry of group-attention backends.
+"""Registry of attention backends.
 
-A backend is an implementation of the group-attention core (after the qkv projection) with the
-signature of :func:`tokenprune.attention.reference.group_attention_torch`. Backends are
-registered with a lazy loader, so importing :mod:`tokenprune` never imports an optional
+A backend implements one attention op (``"group_attention"`` or ``"gathered_attention"``) with
+the signature of that op's PyTorch reference in :mod:`tokenprune.attention.reference`. Backends
+are registered with a lazy loader, so importing :mod:`tokenprune` never imports an optional
 dependency such as Triton; the loader runs on first use.
 
-``"auto"`` picks, in priority order, the first backend whose ``supports`` check accepts the
-call. The ``"torch"`` reference accepts every call and comes last, so ``"auto"`` always
-resolves. Asking for a backend by name that cannot run a call raises a ``ValueError`` with the
-reason instead of silently falling back.
+``"auto"`` picks, in priority order, the first backend that is automatic on the input's device
+type and whose ``supports`` check accepts the call. The ``"torch"`` reference accepts every call
+on every device and comes last, so ``"auto"`` always resolves. Asking for a backend by name that
+cannot run a call raises a ``ValueError`` with the reason instead of silently falling back.
 """
 
 from __future__ import annotations
@@ -18,85 +18,107 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from .reference import group_attention_torch
-
 __all__ = [
     "AttentionBackend",
-    "GroupAttentionImpl",
     "available_backends",
+    "check_backend_name",
+    "load_backend",
     "register_backend",
     "resolve_backend",
 ]
 
-GroupAttentionImpl = Callable[
-    [Tensor, Tensor, Tensor, int, Tensor | None, float, float, int],
-    tuple[Tensor, Tensor | None, Tensor | None],
-]
-#: ``supports(q, key_mask, dropout_p, score_queries)`` returns None if the backend can run the
-#: call, else a short reason.
-SupportCheck = Callable[[Tensor, Tensor | None, float, int], str | None]
+OPS = ("group_attention", "gathered_attention")
+
+#: ``supports(q, dropout_p)`` returns None if the backend can run the call, else a short reason.
+SupportCheck = Callable[[Tensor, float], str | None]
 
 
 @dataclass(frozen=True)
 class AttentionBackend:
-    """A registered group-attention implementation."""
+    """A registered implementation of one attention op."""
 
+    op: str
     name: str
-    load: Callable[[], GroupAttentionImpl]
+    load: Callable[[], Callable]
     supports: SupportCheck
     priority: int
+    auto_devices: tuple[str, ...] | None  # device types "auto" may pick it for; None = all
 
 
-_REGISTRY: dict[str, AttentionBackend] = {}
+_REGISTRY: dict[tuple[str, str], AttentionBackend] = {}
+_LOADED: dict[tuple[str, str], Callable] = {}
 
 
 def register_backend(
+    op: str,
     name: str,
-    load: Callable[[], GroupAttentionImpl],
+    load: Callable[[], Callable],
     supports: SupportCheck,
     *,
     priority: int,
+    auto_devices: tuple[str, ...] | None = None,
 ) -> None:
-    """Register a backend under ``name``; higher ``priority`` is tried first by ``"auto"``."""
+    """Register backend ``name`` for ``op``.
+
+    Args:
+        op: ``"group_attention"`` or ``"gathered_attention"``.
+        name: the name callers pass as ``backend=``; ``"auto"`` is reserved.
+        load: returns the implementation (called on first use).
+        supports: ``supports(q, dropout_p) -> None | reason``.
+        priority: higher is tried first by ``"auto"``.
+        auto_devices: device types on which ``"auto"`` may choose this backend (None: all).
+    """
+    if op not in OPS:
+        raise ValueError(f"op must be one of {OPS}, got {op!r}")
     if name == "auto":
         raise ValueError("'auto' is reserved for automatic backend selection")
-    _REGISTRY[name] = AttentionBackend(name, load, supports, priority)
+    _REGISTRY[(op, name)] = AttentionBackend(op, name, load, supports, priority, auto_devices)
+    _LOADED.pop((op, name), None)
 
 
-def available_backends() -> tuple[str, ...]:
-    """Names accepted by ``backend=``: ``"auto"`` and every registered backend."""
-    return ("auto", *sorted(_REGISTRY))
+def load_backend(op: str, name: str) -> Callable:
+    """The implementation of backend ``name`` for ``op``, importing it on first use.
+
+    Modules call this at construction for an explicitly named backend, so that the import never
+    happens inside ``torch.compile``'s tracing.
+    """
+    key = (op, name)
+    impl = _LOADED.get(key)
+    if impl is None:
+        impl = _REGISTRY[key].load()
+        _LOADED[key] = impl
+    return impl
 
 
-def check_backend_name(name: object) -> str:
-    """Require a known backend name."""
+def available_backends(op: str = "group_attention") -> tuple[str, ...]:
+    """Names accepted by ``backend=`` for ``op``: ``"auto"`` and every registered backend."""
+    return ("auto", *sorted(name for o, name in _REGISTRY if o == op))
+
+
+def check_backend_name(name: object, op: str = "group_attention") -> str:
+    """Require a known backend name for ``op``."""
     if not isinstance(name, str):
         raise TypeError(f"backend must be a str, got {type(name).__name__}")
-    if name != "auto" and name not in _REGISTRY:
-        raise ValueError(f"backend must be one of {available_backends()}, got {name!r}")
+    if name != "auto" and (op, name) not in _REGISTRY:
+        raise ValueError(f"backend must be one of {available_backends(op)}, got {name!r}")
     return name
 
 
-def resolve_backend(
-    name: str, q: Tensor, key_mask: Tensor | None, dropout_p: float, score_queries: int
-) -> GroupAttentionImpl:
-    """The implementation that runs this call under backend ``name``."""
-    check_backend_name(name)
+def resolve_backend(op: str, name: str, q: Tensor, dropout_p: float = 0.0) -> Callable:
+    """The implementation of ``op`` that runs this call under backend ``name``."""
+    check_backend_name(name, op)
     if name != "auto":
-        backend = _REGISTRY[name]
-        reason = backend.supports(q, key_mask, dropout_p, score_queries)
+        backend = _REGISTRY[(op, name)]
+        reason = backend.supports(q, dropout_p)
         if reason is not None:
             raise ValueError(f"backend {name!r} cannot run this call: {reason}")
-        return backend.load()
-    for backend in sorted(_REGISTRY.values(), key=lambda b: -b.priority):
-        if backend.supports(q, key_mask, dropout_p, score_queries) is None:
-            return backend.load()
-    raise RuntimeError("no registered group-attention backend accepts this call")
-
-
-register_backend(
-    "torch",
-    load=lambda: group_attention_torch,
-    supports=lambda q, key_mask, dropout_p, score_queries: None,
-    priority=0,
-)
+        return load_backend(op, name)
+    candidates = sorted(
+        (b for b in _REGISTRY.values() if b.op == op), key=lambda b: -b.priority
+    )
+    for backend in candidates:
+        if backend.auto_devices is not None and q.device.type not in backend.auto_devices:
+            continue
+        if backend.supports(q, dropout_p) is None:
+            return load_backend(op, backend.name)
+    raise RuntimeError(f"no registered {op} backend accepts this call")

@@ -1,23 +1,26 @@
-"""Functional group attention: validation and backend dispatch."""
+"""Functional attention ops: validation and backend dispatch."""
 
 from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from .._validation import (
     check_bool_mask,
     check_floating,
+    check_index,
     check_int,
     check_same_device,
     check_same_dtype,
     static_shape,
+    value_checks_enabled,
 )
 from .backends import resolve_backend
 from .layout import AttentionLogits
 
-__all__ = ["group_attention"]
+__all__ = ["gathered_attention", "group_attention"]
 
 
 def group_attention(
@@ -75,8 +78,9 @@ def group_attention(
         raise TypeError(f"dropout_p must be a float, got {type(dropout_p).__name__}")
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    check_same_device(key_mask=key_mask)
 
-    impl = resolve_backend(backend, q, key_mask, float(dropout_p), score_queries)
+    impl = resolve_backend("group_attention", backend, q, float(dropout_p))
     out, logits, lse = impl(q, k, v, num_shared, key_mask, scale, float(dropout_p), score_queries)
     if score_queries == 0:
         return out
@@ -89,6 +93,67 @@ def _resolve_scale(scale: float | None, head_dim: int) -> float:
         return head_dim**-0.5
     if isinstance(scale, bool) or not isinstance(scale, (int, float)):
         raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
-    if not (math.isfinite(scale) and scale > 0):
+    # comparisons rather than math.isfinite: under torch.compile(dynamic=True) the scale of a
+    # module may arrive as a symbolic float
+    if not 0.0 < scale < math.inf:
         raise ValueError(f"scale must be a positive finite float, got {scale}")
-    return float(scale)
+    return scale
+
+
+def gathered_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    index: Tensor,
+    *,
+    key_mask: Tensor | None = None,
+    scale: float | None = None,
+    backend: str = "auto",
+) -> Tensor:
+    """Attention of each group to the keys it selects from a shared token buffer.
+
+    Group ``g`` of batch element ``b`` attends to the buffer rows ``index[b, g]`` (its kept
+    tokens, say) without gathered copies of the keys and values being made by the kernel.
+    Indices may repeat, within a group (that key then counts twice) and across groups.
+
+    Args:
+        q: ``[B, G, H, Nq, D]`` queries of every group.
+        k, v: ``[B, H, T, D]`` keys and values of the buffer (one dtype and device with ``q``).
+        index: ``[B, G, Nk]`` integer positions in ``[0, T)``.
+        key_mask: optional ``[B, G, Nk]`` bool, False for padding entries of ``index``. A group
+            without any real key outputs zeros.
+        scale: logit scale; defaults to ``D ** -0.5``.
+        backend: ``"auto"``, ``"torch"`` or ``"triton"``.
+
+    Returns:
+        ``[B, G, H, Nq, D]``.
+    """
+    q = check_floating("q", q, ndim=5)
+    k = check_floating("k", k, ndim=4)
+    v = check_floating("v", v, ndim=4)
+    index = check_index("index", index)
+    check_same_dtype(q=q, k=k, v=v)
+    check_same_device(q=q, k=k, v=v, index=index, key_mask=key_mask)
+    batch, groups, heads, _, head_dim = static_shape(q)
+    if k.shape != v.shape or tuple(k.shape[:2]) != (batch, heads) or k.shape[-1] != head_dim:
+        raise ValueError(
+            f"k and v must have shape [B={batch}, H={heads}, T, D={head_dim}], got "
+            f"{tuple(k.shape)} and {tuple(v.shape)}"
+        )
+    if index.ndim != 3 or tuple(index.shape[:2]) != (batch, groups):
+        raise ValueError(
+            f"index must have shape [B={batch}, G={groups}, Nk], got {tuple(index.shape)}"
+        )
+    num_buffer = k.shape[2]
+    if value_checks_enabled() and index.numel() > 0:
+        low, high = int(index.min()), int(index.max())
+        if low < 0 or high >= num_buffer:
+            raise ValueError(
+                f"index must lie in [0, {num_buffer}) for a buffer of {num_buffer} tokens, got "
+                f"values in [{low}, {high}]"
+            )
+    if key_mask is not None:
+        check_bool_mask("key_mask", key_mask, tuple(index.shape))
+    scale = _resolve_scale(scale, head_dim)
+    impl = resolve_backend("gathered_attention", backend, q)
+    return impl(q, k, v, index.to(torch.int64), key_mask, scale)

@@ -19,7 +19,13 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-__all__ = ["AttentionLogits", "group_key_mask", "group_keys", "num_group_keys"]
+__all__ = [
+    "AttentionLogits",
+    "group_key_mask",
+    "group_keys",
+    "num_group_keys",
+    "ungroup_key_grads",
+]
 
 
 def num_group_keys(num_groups: int, num_tokens: int, num_shared: int) -> int:
@@ -44,6 +50,28 @@ def group_keys(tokens: Tensor, num_shared: int) -> Tensor:
     shared = rearrange(tokens[:, :, :, :num_shared], "b g h s d -> b h (g s) d")
     shared = shared.unsqueeze(1).expand(-1, num_groups, -1, -1, -1)
     return torch.cat([shared, tokens[:, :, :, num_shared:]], dim=3)
+
+
+def ungroup_key_grads(grads: Tensor, num_shared: int) -> Tensor:
+    """The adjoint of :func:`group_keys`: fold gradients in key layout back onto token slots.
+
+    A shared slot appears in the key layout of every group, so its gradient is the sum over
+    groups; a private slot appears once.
+
+    Args:
+        grads: ``[B, G, H, G*S + N - S, D]`` gradients with respect to the grouped keys.
+        num_shared: ``S``.
+
+    Returns:
+        ``[B, G, H, N, D]``.
+    """
+    num_groups = grads.shape[1]
+    if num_groups == 1 or num_shared == 0:
+        return grads
+    shared_keys = num_groups * num_shared
+    shared = grads[:, :, :, :shared_keys].sum(dim=1)  # [B, H, G*S, D]
+    shared = rearrange(shared, "b h (g s) d -> b g h s d", g=num_groups)
+    return torch.cat([shared, grads[:, :, :, shared_keys:]], dim=3)
 
 
 def group_key_mask(key_mask: Tensor, num_shared: int) -> Tensor:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .._validation import check_bool_mask, check_floating, check_int, check_same_device
-from .backends import check_backend_name
+from .._validation import (
+    check_bool_mask,
+    check_float,
+    check_floating,
+    check_int,
+    check_same_device,
+)
+from .backends import check_backend_name, load_backend
+from .builtin_backends import TRITON_INSTALLED
 from .functional import _resolve_scale, group_attention
 from .layout import AttentionLogits
 
@@ -57,8 +65,14 @@ class MultiHeadGroupAttention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = _resolve_scale(scale, self.head_dim)
-        self.attn_drop = float(attn_drop)
-        self.backend = check_backend_name(backend)
+        self.attn_drop = check_float("attn_drop", attn_drop, low=0.0, high=1.0, high_open=True)
+        check_float("proj_drop", proj_drop, low=0.0, high=1.0, high_open=True)
+        self.backend = check_backend_name(backend, "group_attention")
+        # Import the implementation now rather than inside torch.compile's tracing.
+        if backend != "auto":
+            load_backend("group_attention", backend)
+        elif torch.cuda.is_available() and TRITON_INSTALLED:
+            load_backend("group_attention", "triton")
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -89,6 +103,12 @@ class MultiHeadGroupAttention(nn.Module):
         x = check_floating("x", x, ndim=(3, 4))
         if x.shape[-1] != self.dim:
             raise ValueError(f"x must have last dimension {self.dim}, got {tuple(x.shape)}")
+        weight = self.qkv.weight
+        if x.dtype != weight.dtype or x.device != weight.device:
+            raise ValueError(
+                f"x ({x.dtype} on {x.device}) must match the module's parameters "
+                f"({weight.dtype} on {weight.device})"
+            )
         check_same_device(x=x, key_mask=key_mask)
         ungrouped = x.ndim == 3
         if ungrouped:

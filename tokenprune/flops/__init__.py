@@ -7,8 +7,10 @@
   Linear, Conv, normalisation and a few pooling layers; attention matmuls are invisible). This
   is what the GTPT, PPT and TokenPose tables call "GFLOPs". ``linear_conv_macs`` is its Linear
   and Conv part alone;
-* ``macs``: all multiply-adds of the traced graph (fvcore), including the attention matrix
-  products; ``flops`` is twice that, the unit of :class:`torch.utils.flop_counter.FlopCounterMode`.
+* ``macs``: the multiply-adds of every matrix product and convolution in the traced graph
+  (fvcore), attention included; ``flops`` is twice that, the quantity
+  :class:`torch.utils.flop_counter.FlopCounterMode` reports. Normalisation, pooling and
+  elementwise ops count zero here and are listed in ``uncounted_ops``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ class FlopReport:
         params: number of parameters (trainable or not).
         paper_macs: published-table convention (``thop`` module hooks).
         linear_conv_macs: the Linear and Conv part of ``paper_macs``.
-        macs: every multiply-add of the traced graph, attention included (fvcore).
+        macs: multiply-adds of every matrix product and convolution of the traced graph,
+            attention included (fvcore).
         by_module: ``macs`` per module name (``""`` is the whole model).
         paper_by_module: ``paper_macs`` per module name.
         uncounted_ops: ops counted as zero (elementwise, top-k, sort, gather, ...) with their
@@ -80,7 +83,8 @@ def count_flops(model: nn.Module, *inputs) -> FlopReport:
 
     The model runs twice in eval mode without gradients (once with module hooks, once traced
     by ``torch.jit.trace``) and is restored to its previous mode. Inputs must be tensors (or
-    tuples of tensors); wrap a model taking other arguments in a small ``nn.Module``.
+    tuples of tensors); wrap a model taking other arguments in a small ``nn.Module``. Outputs
+    may be any nesting of tuples, lists, dicts and named tuples.
 
     Args:
         model: any ``nn.Module``.

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_flatten
 
 from .formulas import registered_formulas
 
@@ -21,6 +22,22 @@ _COMPUTE_PATTERN = re.compile(
     r"conv|mm\b|matmul|linear|einsum|attention|tensordot|lstm|gru|rnn|flex|bmm"
 )
 
+
+# fvcore's defaults also count normalisation, pooling and upsampling with ad-hoc weights; here
+# they count zero (and are listed), so that ``macs`` is exactly the multiply-adds of matrix
+# products and convolutions, the quantity FlopCounterMode counts (times two).
+_NON_MATMUL_OPS = frozenset(
+    {
+        "aten::batch_norm",
+        "aten::group_norm",
+        "aten::layer_norm",
+        "aten::instance_norm",
+        "aten::upsample_nearest2d",
+        "aten::upsample_bilinear2d",
+        "aten::adaptive_avg_pool2d",
+        "aten::grid_sampler",
+    }
+)
 
 # Token selection and gathering cost no multiply-adds but are what pruning adds to a model, so
 # they are always listed (fvcore would otherwise ignore some of them silently).
@@ -45,7 +62,7 @@ class TracedCount:
     """Result of :func:`traced_macs`.
 
     Attributes:
-        total: multiply-adds of every counted op.
+        total: multiply-adds of matrix products and convolutions (attention included).
         by_module: totals per module and its ancestors (``""`` is the whole model).
         uncounted_ops: ops counted as zero, with their call counts (elementwise, reductions,
             top-k, sort, gather and the like).
@@ -75,9 +92,9 @@ def _import_fvcore():
 def traced_macs(model: nn.Module, inputs: tuple) -> TracedCount:
     """Trace one forward pass (eval mode, no grad) and count its multiply-adds with fvcore.
 
-    fvcore's own formulas cover linear, matmul, einsum, convolution and normalisation; the
-    formulas registered in :mod:`tokenprune.flops.formulas` add
-    ``scaled_dot_product_attention`` and the library's custom ops.
+    fvcore's formulas cover linear, matmul, bmm, einsum and convolution; the formulas
+    registered in :mod:`tokenprune.flops.formulas` add ``scaled_dot_product_attention`` and
+    the library's custom ops. Normalisation, pooling and elementwise ops count zero.
 
     Args:
         model: the module; restored to its training mode afterwards.
@@ -96,19 +113,21 @@ def traced_macs(model: nn.Module, inputs: tuple) -> TracedCount:
         model.eval()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.trace is deprecated
-            analysis = flop_count_analysis(model, inputs)
+            analysis = flop_count_analysis(_TensorOutputs(model), inputs)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             analysis.tracer_warnings("none")
             for name, formula in registered_formulas().items():
                 analysis.set_op_handle(name, as_handle(formula))
             selections: Counter[str] = Counter()
-            for name in _SELECTION_OPS:
+            for name in _SELECTION_OPS | _NON_MATMUL_OPS:
                 analysis.set_op_handle(name, _recorder(name, selections))
             # fvcore skips its ignored ops before consulting handles; it has no public way to
             # un-ignore one (and has been frozen since 2022), hence the private attribute.
             analysis._ignored_ops -= _SELECTION_OPS
             total = int(analysis.total())
-            by_module = {name: int(value) for name, value in analysis.by_module().items()}
+            by_module = {
+                _strip_wrapper(name): int(value) for name, value in analysis.by_module().items()
+            }
             unsupported = Counter(analysis.unsupported_ops()) + selections
     finally:
         model.train(was_training)
@@ -123,6 +142,23 @@ def traced_macs(model: nn.Module, inputs: tuple) -> TracedCount:
             stacklevel=3,
         )
     return TracedCount(total, by_module, dict(sorted(uncounted.items())), unknown)
+
+
+class _TensorOutputs(nn.Module):
+    """Wraps a model so that its outputs are a flat tuple of tensors, which is all
+    ``torch.jit.trace`` accepts (models may return named tuples holding ints)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs):
+        leaves, _ = tree_flatten(self.model(*inputs))
+        return tuple(leaf for leaf in leaves if isinstance(leaf, torch.Tensor))
+
+
+def _strip_wrapper(name: str) -> str:
+    return name.removeprefix("model").removeprefix(".")
 
 
 def _recorder(name: str, calls: Counter[str]):

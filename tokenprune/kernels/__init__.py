@@ -1,0 +1,15 @@
+"""Triton kernels for group attention and gathered attention (forward and backward).
+
+Importing this package imports Triton and registers the ``tokenprune::*`` custom ops. Callers
+normally reach the kernels through ``backend="triton"`` (or ``"auto"`` on CUDA tensors) of
+:class:`tokenprune.MultiHeadGroupAttention`, :func:`tokenprune.group_attention` and
+:func:`tokenprune.gathered_attention`, which import this package lazily.
+
+Without a GPU the kernels run in Triton's interpreter, which must be enabled with
+``TRITON_INTERPRET=1`` before this package is first imported.
+"""
+
+from ._common import INTERPRETED
+from .ops import gathered_attention_triton, group_attention_triton
+
+__all__ = ["INTERPRETED", "gathered_attention_triton", "group_attention_triton"]

@@ -1,0 +1,413 @@
+"""Triton kernels for group attention (the core of MultiHeadGroupAttention).
+
+Each program handles one query tile of one (batch, group, head). It streams the group's keys
+in two phases, straight from the strided q/k/v views of the qkv projection:
+
+1. the shared segment: the first ``S`` slots of *every* group, ``G * S`` keys whose rows are
+   addressed per key (group ``j // S``, slot ``j % S``), so no concatenated copy exists;
+2. the group's private slots ``S..N-1``, contiguous rows.
+
+The key order (and the column order of the optional scoring logits) is therefore the key layout
+of :mod:`tokenprune.attention.layout`. The backward pass computes ``dq`` per query tile (same two
+phases) and ``dk``/``dv`` per key tile of the group that owns the slots: a shared slot collects
+gradients from the queries of all groups, a private slot from its own group's queries only, so
+no atomics are needed.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from ._common import (
+    block_config,
+    check_launchable,
+    dkdv_step,
+    dot_precision,
+    dq_step,
+    finish_softmax,
+    mask_argument,
+    online_softmax_step,
+)
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _group_attention_fwd(
+    Q, K, V, Mask, Out, Lse, Logits,
+    sq_b, sq_g, sq_h, sq_n, sq_d,
+    sk_b, sk_g, sk_h, sk_n, sk_d,
+    sv_b, sv_g, sv_h, sv_n, sv_d,
+    so_b, so_g, so_h, so_n, so_d,
+    sm_b, sm_g, sm_n,
+    sl_b, sl_g, sl_h, sl_j, sl_k,
+    G, H, N, S, D, J,
+    scale,
+    HAS_MASK: tl.constexpr,
+    STORE_LOGITS: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr,
+):  # fmt: skip
+    pid_m = tl.program_id(0)
+    pid = tl.program_id(1)
+    h = pid % H
+    g = (pid // H) % G
+    b = (pid // (H * G)).to(tl.int64)
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    row_ok = offs_m < N
+    d_ok = offs_d < D
+    q = tl.load(
+        Q + b * sq_b + g * sq_g + h * sq_h + offs_m[:, None] * sq_n + offs_d[None, :] * sq_d,
+        mask=row_ok[:, None] & d_ok[None, :],
+        other=0.0,
+    )
+    k_head = K + b * sk_b + h * sk_h
+    v_head = V + b * sv_b + h * sv_h
+    mask_batch = Mask + b * sm_b
+    logits_head = Logits + b * sl_b + g * sl_g + h * sl_h
+    qk_scale = scale * 1.4426950408889634
+
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+
+    num_shared_keys = G * S
+    slots_per_group = tl.maximum(S, 1)
+    for start in range(0, num_shared_keys, BLOCK_N):  # phase 1: shared slots of all groups
+        cols = start + tl.arange(0, BLOCK_N)
+        key_ok = cols < num_shared_keys
+        src_g = cols // slots_per_group
+        src_n = cols % slots_per_group
+        visible = key_ok
+        if HAS_MASK:
+            flag = tl.load(mask_batch + src_g * sm_g + src_n * sm_n, mask=key_ok, other=0)
+            visible = visible & (flag != 0)
+        k_rows = src_g * sk_g + src_n * sk_n
+        v_rows = src_g * sv_g + src_n * sv_n
+        acc, m_i, l_i, s = online_softmax_step(
+            q, acc, m_i, l_i,
+            k_head + k_rows[None, :] + offs_d[:, None] * sk_d,
+            v_head + v_rows[:, None] + offs_d[None, :] * sv_d,
+            key_ok, visible, d_ok, qk_scale, PRECISION,
+        )  # fmt: skip
+        if STORE_LOGITS:
+            tl.store(
+                logits_head + offs_m[:, None] * sl_j + cols[None, :] * sl_k,
+                s * scale,
+                mask=(offs_m[:, None] < J) & key_ok[None, :],
+            )
+    for start in range(S, N, BLOCK_N):  # phase 2: this group's private slots
+        slots = start + tl.arange(0, BLOCK_N)
+        key_ok = slots < N
+        visible = key_ok
+        if HAS_MASK:
+            flag = tl.load(mask_batch + g * sm_g + slots * sm_n, mask=key_ok, other=0)
+            visible = visible & (flag != 0)
+        acc, m_i, l_i, s = online_softmax_step(
+            q, acc, m_i, l_i,
+            k_head + g * sk_g + slots[None, :] * sk_n + offs_d[:, None] * sk_d,
+            v_head + g * sv_g + slots[:, None] * sv_n + offs_d[None, :] * sv_d,
+            key_ok, visible, d_ok, qk_scale, PRECISION,
+        )  # fmt: skip
+        if STORE_LOGITS:
+            cols = num_shared_keys + slots - S
+            tl.store(
+                logits_head + offs_m[:, None] * sl_j + cols[None, :] * sl_k,
+                s * scale,
+                mask=(offs_m[:, None] < J) & key_ok[None, :],
+            )
+
+    out, lse = finish_softmax(acc, m_i, l_i)
+    tl.store(
+        Out + b * so_b + g * so_g + h * so_h + offs_m[:, None] * so_n + offs_d[None, :] * so_d,
+        out.to(Out.dtype.element_ty),
+        mask=row_ok[:, None] & d_ok[None, :],
+    )
+    tl.store(Lse + ((b * G + g) * H + h) * N + offs_m, lse, mask=row_ok)
+
+
+@triton.jit
+def _group_attention_bwd_dq(
+    Q, K, V, Mask, DO, Lse, Delta, DQ,
+    sq_b, sq_g, sq_h, sq_n, sq_d,
+    sk_b, sk_g, sk_h, sk_n, sk_d,
+    sv_b, sv_g, sv_h, sv_n, sv_d,
+    sdo_b, sdo_g, sdo_h, sdo_n, sdo_d,
+    sdq_b, sdq_g, sdq_h, sdq_n, sdq_d,
+    sm_b, sm_g, sm_n,
+    G, H, N, S, D,
+    scale,
+    HAS_MASK: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr,
+):  # fmt: skip
+    pid_m = tl.program_id(0)
+    pid = tl.program_id(1)
+    h = pid % H
+    g = (pid // H) % G
+    b = (pid // (H * G)).to(tl.int64)
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    row_ok = offs_m < N
+    d_ok = offs_d < D
+    tile_ok = row_ok[:, None] & d_ok[None, :]
+    q = tl.load(
+        Q + b * sq_b + g * sq_g + h * sq_h + offs_m[:, None] * sq_n + offs_d[None, :] * sq_d,
+        mask=tile_ok,
+        other=0.0,
+    )
+    do = tl.load(
+        DO + b * sdo_b + g * sdo_g + h * sdo_h + offs_m[:, None] * sdo_n + offs_d[None, :] * sdo_d,
+        mask=tile_ok,
+        other=0.0,
+    )
+    row_stats = ((b * G + g) * H + h) * N + offs_m
+    lse = tl.load(Lse + row_stats, mask=row_ok, other=float("-inf"))
+    lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
+    delta = tl.load(Delta + row_stats, mask=row_ok, other=0.0)
+    k_head = K + b * sk_b + h * sk_h
+    v_head = V + b * sv_b + h * sv_h
+    mask_batch = Mask + b * sm_b
+    qk_scale = scale * 1.4426950408889634
+    dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+
+    num_shared_keys = G * S
+    slots_per_group = tl.maximum(S, 1)
+    for start in range(0, num_shared_keys, BLOCK_N):
+        cols = start + tl.arange(0, BLOCK_N)
+        key_ok = cols < num_shared_keys
+        src_g = cols // slots_per_group
+        src_n = cols % slots_per_group
+        visible = key_ok
+        if HAS_MASK:
+            flag = tl.load(mask_batch + src_g * sm_g + src_n * sm_n, mask=key_ok, other=0)
+            visible = visible & (flag != 0)
+        k_rows = src_g * sk_g + src_n * sk_n
+        v_rows = src_g * sv_g + src_n * sv_n
+        dq = dq_step(
+            q, do, lse2, delta, dq,
+            k_head + k_rows[None, :] + offs_d[:, None] * sk_d,
+            v_head + v_rows[None, :] + offs_d[:, None] * sv_d,
+            key_ok, visible, d_ok, qk_scale, PRECISION,
+        )  # fmt: skip
+    for start in range(S, N, BLOCK_N):
+        slots = start + tl.arange(0, BLOCK_N)
+        key_ok = slots < N
+        visible = key_ok
+        if HAS_MASK:
+            flag = tl.load(mask_batch + g * sm_g + slots * sm_n, mask=key_ok, other=0)
+            visible = visible & (flag != 0)
+        dq = dq_step(
+            q, do, lse2, delta, dq,
+            k_head + g * sk_g + slots[None, :] * sk_n + offs_d[:, None] * sk_d,
+            v_head + g * sv_g + slots[None, :] * sv_n + offs_d[:, None] * sv_d,
+            key_ok, visible, d_ok, qk_scale, PRECISION,
+        )  # fmt: skip
+
+    tl.store(
+        DQ + b * sdq_b + g * sdq_g + h * sdq_h + offs_m[:, None] * sdq_n + offs_d[None, :] * sdq_d,
+        (dq * scale).to(DQ.dtype.element_ty),
+        mask=tile_ok,
+    )
+
+
+@triton.jit
+def _group_attention_bwd_dkdv(
+    Q, K, V, Mask, DO, Lse, Delta, DK, DV,
+    sq_b, sq_g, sq_h, sq_n, sq_d,
+    sk_b, sk_g, sk_h, sk_n, sk_d,
+    sv_b, sv_g, sv_h, sv_n, sv_d,
+    sdo_b, sdo_g, sdo_h, sdo_n, sdo_d,
+    sdk_b, sdk_g, sdk_h, sdk_n, sdk_d,
+    sdv_b, sdv_g, sdv_h, sdv_n, sdv_d,
+    sm_b, sm_g, sm_n,
+    G, H, N, S, D,
+    scale,
+    HAS_MASK: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr,
+):  # fmt: skip
+    pid_n = tl.program_id(0)
+    pid = tl.program_id(1)
+    h = pid % H
+    g_own = (pid // H) % G
+    b = (pid // (H * G)).to(tl.int64)
+
+    first_slot = pid_n * BLOCK_N
+    slots = first_slot + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    key_ok = slots < N
+    d_ok = offs_d < D
+    tile_ok = key_ok[:, None] & d_ok[None, :]
+    real = key_ok
+    if HAS_MASK:
+        flag = tl.load(Mask + b * sm_b + g_own * sm_g + slots * sm_n, mask=key_ok, other=0)
+        real = real & (flag != 0)
+    k = tl.load(
+        K + b * sk_b + g_own * sk_g + h * sk_h + slots[:, None] * sk_n + offs_d[None, :] * sk_d,
+        mask=tile_ok,
+        other=0.0,
+    )
+    v = tl.load(
+        V + b * sv_b + g_own * sv_g + h * sv_h + slots[:, None] * sv_n + offs_d[None, :] * sv_d,
+        mask=tile_ok,
+        other=0.0,
+    )
+    qk_scale = scale * 1.4426950408889634
+    dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    shared = slots < S
+    for g_query in range(0, G):
+        # Other groups' queries see only shared slots: skip tiles that hold none.
+        if (g_query == g_own) | (first_slot < S):
+            visible = real & (shared | (g_query == g_own))
+            q_group = Q + b * sq_b + g_query * sq_g + h * sq_h
+            do_group = DO + b * sdo_b + g_query * sdo_g + h * sdo_h
+            stats_group = ((b * G + g_query) * H + h) * N
+            for start_m in range(0, N, BLOCK_M):
+                offs_m = start_m + tl.arange(0, BLOCK_M)
+                dk, dv = dkdv_step(
+                    k, v, dk, dv,
+                    q_group + offs_m[:, None] * sq_n + offs_d[None, :] * sq_d,
+                    do_group + offs_m[:, None] * sdo_n + offs_d[None, :] * sdo_d,
+                    Lse + stats_group + offs_m,
+                    Delta + stats_group + offs_m,
+                    offs_m < N, visible, d_ok, qk_scale, PRECISION,
+                )  # fmt: skip
+
+    dk_rows = DK + b * sdk_b + g_own * sdk_g + h * sdk_h + slots[:, None] * sdk_n
+    dv_rows = DV + b * sdv_b + g_own * sdv_g + h * sdv_h + slots[:, None] * sdv_n
+    tl.store(dk_rows + offs_d[None, :] * sdk_d, (dk * scale).to(DK.dtype.element_ty), mask=tile_ok)
+    tl.store(dv_rows + offs_d[None, :] * sdv_d, dv.to(DV.dtype.element_ty), mask=tile_ok)
+
+
+def empty_like_heads_last(q: Tensor) -> Tensor:
+    """An uninitialised ``[B, G, H, N, D]`` tensor stored as ``[B, G, N, H, D]``.
+
+    Attention outputs are allocated this way so that merging the heads back
+    (``b g h n d -> b g n (h d)``) is a view, not a copy.
+    """
+    batch, groups, heads, tokens, head_dim = q.shape
+    storage = torch.empty(
+        (batch, groups, tokens, heads, head_dim), dtype=q.dtype, device=q.device
+    )
+    return storage.permute(0, 1, 3, 2, 4)
+
+
+def group_attention_forward(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    key_mask: Tensor | None,
+    num_shared: int,
+    scale: float,
+    score_queries: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Launch the forward kernel.
+
+    Returns ``(out [B, G, H, N, D], lse [B, G, H, N] float32, logits [B, G, H, J, Nk]
+    float32)`` where ``Nk = G * S + N - S`` and ``J = score_queries``.
+    """
+    check_launchable(q, k, v)
+    batch, groups, heads, tokens, head_dim = q.shape
+    num_keys = groups * num_shared + tokens - num_shared
+    out = empty_like_heads_last(q)
+    lse = torch.empty((batch, groups, heads, tokens), dtype=torch.float32, device=q.device)
+    logits = torch.empty(
+        (batch, groups, heads, score_queries, num_keys), dtype=torch.float32, device=q.device
+    )
+    if out.numel() == 0:
+        lse.fill_(float("-inf"))
+        return out, lse, logits
+    flags, mask_strides = mask_argument(key_mask, q)
+    config = block_config(tokens, num_keys, head_dim)
+    grid = (triton.cdiv(tokens, config.block_m), batch * groups * heads)
+    logits_arg = logits if score_queries > 0 else lse
+    logits_strides = logits.stride() if score_queries > 0 else (0, 0, 0, 0, 0)
+    _group_attention_fwd[grid](
+        q, k, v, flags, out, lse, logits_arg,
+        *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+        *mask_strides, *logits_strides,
+        groups, heads, tokens, num_shared, head_dim, score_queries,
+        scale,
+        HAS_MASK=key_mask is not None,
+        STORE_LOGITS=score_queries > 0,
+        BLOCK_M=config.block_m,
+        BLOCK_N=config.block_n,
+        BLOCK_D=config.block_d,
+        PRECISION=dot_precision(q.dtype),
+        num_warps=config.num_warps,
+        num_stages=config.num_stages,
+    )  # fmt: skip
+    return out, lse, logits
+
+
+def group_attention_backward(
+    grad_out: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    key_mask: Tensor | None,
+    num_shared: int,
+    scale: float,
+    grad_lse: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Launch the backward kernels; returns ``(dq, dk, dv)`` shaped like ``q, k, v``.
+
+    ``grad_lse`` (the gradient of the returned log-sum-exp) enters through ``delta``: the
+    derivative of a row's log-sum-exp with respect to its logits is its probabilities.
+    """
+    check_launchable(q, k, v, grad_out)
+    batch, groups, heads, tokens, head_dim = q.shape
+    dq, dk, dv = (empty_like_heads_last(t) for t in (q, k, v))
+    if q.numel() == 0:
+        return dq, dk, dv
+    delta = (grad_out.float() * out.float()).sum(dim=-1)
+    if grad_lse is not None:
+        delta = delta - grad_lse
+    delta = delta.contiguous()
+    lse = lse.contiguous()
+    flags, mask_strides = mask_argument(key_mask, q)
+    num_keys = groups * num_shared + tokens - num_shared
+    config = block_config(tokens, num_keys, head_dim)
+    common = dict(
+        HAS_MASK=key_mask is not None,
+        BLOCK_M=config.block_m,
+        BLOCK_N=config.block_n,
+        BLOCK_D=config.block_d,
+        PRECISION=dot_precision(q.dtype),
+        num_warps=config.num_warps,
+        num_stages=config.num_stages,
+    )
+    rows = batch * groups * heads
+    _group_attention_bwd_dq[(triton.cdiv(tokens, config.block_m), rows)](
+        q, k, v, flags, grad_out, lse, delta, dq,
+        *q.stride(), *k.stride(), *v.stride(), *grad_out.stride(), *dq.stride(),
+        *mask_strides,
+        groups, heads, tokens, num_shared, head_dim,
+        scale,
+        **common,
+    )  # fmt: skip
+    _group_attention_bwd_dkdv[(triton.cdiv(tokens, config.block_n), rows)](
+        q, k, v, flags, grad_out, lse, delta, dk, dv,
+        *q.stride(), *k.stride(), *v.stride(), *grad_out.stride(), *dk.stride(), *dv.stride(),
+        *mask_strides,
+        groups, heads, tokens, num_shared, head_dim,
+        scale,
+        **common,
+    )  # fmt: skip
+    return dq, dk, dv
