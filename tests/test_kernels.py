@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -101,7 +101,12 @@ def group_cases(draw):
     return qkv, num_shared, key_mask, head_dim**-0.5, score_queries
 
 
+# Each interpreter case takes about a second; the "thorough" profile runs more.
+KERNEL_EXAMPLES = max(1, settings.default.max_examples // 2)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=KERNEL_EXAMPLES)
 @given(group_cases())
 def test_group_attention_kernel_matches_reference(dtype, case):
     qkv, num_shared, key_mask, scale, score_queries = case
@@ -215,6 +220,7 @@ def gathered_cases(draw):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=KERNEL_EXAMPLES)
 @given(gathered_cases())
 def test_gathered_attention_kernel_matches_reference(dtype, case):
     tensors, index, key_mask, scale = case

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -25,6 +25,7 @@ __all__ = [
     "check_same_device",
     "check_same_dtype",
     "check_tensor",
+    "check_values",
     "static_shape",
     "value_checks_enabled",
 ]
@@ -33,6 +34,29 @@ __all__ = [
 def value_checks_enabled() -> bool:
     """Whether data-dependent checks may run (not while tracing, exporting or compiling)."""
     return not (torch.jit.is_tracing() or torch.compiler.is_compiling())
+
+
+def check_values(ok: Tensor, message: str | Callable[[], str]) -> None:
+    """Raise ``ValueError(message)`` unless the bool scalar tensor ``ok`` is True.
+
+    On the CPU the check is immediate. On an accelerator reading ``ok`` would stall the host
+    until the device catches up (and break CUDA-graph capture), so the check is queued with
+    ``torch._assert_async`` instead: a violation then surfaces as a device-side assertion at
+    the next synchronisation rather than as a ``ValueError``. Skipped while tracing/compiling.
+
+    Args:
+        ok: bool scalar tensor.
+        message: the error message, or a callable building it (only called on failure, on
+            the CPU, so it may read tensor values).
+    """
+    if not value_checks_enabled():
+        return
+    if ok.device.type == "cpu":
+        if not bool(ok):
+            raise ValueError(message() if callable(message) else message)
+    else:
+        text = "tokenprune value check failed" if callable(message) else message
+        torch._assert_async(ok, text)
 
 
 def static_shape(tensor: Tensor) -> tuple[int, ...]:

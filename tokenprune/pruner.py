@@ -15,10 +15,10 @@ from ._validation import (
     check_keep_rate,
     check_same_device,
     check_tensor,
+    check_values,
     static_shape,
-    value_checks_enabled,
 )
-from .selection import gather_tokens, pruned_token_weights, select_topk
+from .selection import NAN_SCORES, gather_tokens, pruned_token_weights, select_topk
 
 __all__ = ["Budget", "GroupTokenPruner", "PrunedTokens", "keep_count"]
 
@@ -274,8 +274,7 @@ class GroupTokenPruner(nn.Module):
             priority = priority.masked_fill(protected, float("inf"))
         if key_mask is not None:
             priority = priority.masked_fill(~key_mask[:, :, num_shared:], float("-inf"))
-        if value_checks_enabled() and bool(torch.isnan(priority).any()):
-            raise ValueError("scores contain NaN; every candidate token needs a comparable score")
+        check_values(~torch.isnan(priority).any(), NAN_SCORES)
         if k == 0:
             kept_idx = torch.empty(batch, groups, 0, dtype=torch.int64, device=x.device)
         elif k == num_private:

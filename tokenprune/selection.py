@@ -12,10 +12,24 @@ from ._validation import (
     check_int,
     check_same_device,
     check_tensor,
-    value_checks_enabled,
+    check_values,
 )
 
 __all__ = ["fuse_pruned_tokens", "gather_tokens", "pruned_token_weights", "select_topk"]
+
+NAN_SCORES = "scores contain NaN; every candidate token needs a comparable score"
+
+
+def check_index_range(name: str, idx: Tensor, size: int) -> None:
+    """Require every entry of ``idx`` in ``[0, size)``."""
+    if idx.numel() == 0:
+        return
+
+    def message() -> str:
+        low, high = int(idx.min()), int(idx.max())
+        return f"{name} must lie in [0, {size}) for {size} tokens, got values in [{low}, {high}]"
+
+    check_values((idx >= 0).all() & (idx < size).all(), message)
 
 
 def select_topk(scores: Tensor, k: int) -> Tensor:
@@ -36,9 +50,8 @@ def select_topk(scores: Tensor, k: int) -> Tensor:
     if scores.ndim == 0:
         raise ValueError("scores must have at least one dimension [..., N], got a scalar")
     num_tokens = scores.shape[-1]
-    check_int("k", k, low=1, high=num_tokens)
-    if value_checks_enabled() and bool(torch.isnan(scores).any()):
-        raise ValueError("scores contain NaN; every candidate token needs a comparable score")
+    k = check_int("k", k, low=1, high=num_tokens)
+    check_values(~torch.isnan(scores).any(), NAN_SCORES)
     # A stable descending sort keeps equal scores in position order: ties go to the lower one.
     order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
     return order[..., :k].sort(dim=-1).values
@@ -89,13 +102,7 @@ def gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
             f"idx {tuple(idx.shape)}), and then idx may not broadcast up to x's leading "
             "dimensions; to gather rows of a table [N, D], give it a leading axis ([1, N, D])"
         )
-    if value_checks_enabled() and idx.device.type == "cpu" and idx.numel() > 0:
-        low, high = int(idx.min()), int(idx.max())
-        if low < 0 or high >= num_tokens:
-            raise ValueError(
-                f"idx must lie in [0, {num_tokens}) for {num_tokens} tokens, got values in "
-                f"[{low}, {high}]"
-            )
+    check_index_range("idx", idx, num_tokens)
     idx = idx.to(torch.int64).expand(*lead, idx.shape[-1])
     if has_features:
         x = x.expand(*lead, *x.shape[token_axis:])
@@ -125,19 +132,12 @@ def pruned_token_weights(
             f"kept_idx must have leading shape {tuple(weights.shape[:-1])} (that of weights), "
             f"got {tuple(kept_idx.shape)}"
         )
-    if value_checks_enabled() and bool((weights < 0).any()):
-        raise ValueError(
-            "weights must be non-negative to fuse tokens (use attention probabilities, e.g. "
-            "the 'mean' or 'cls' score rules)"
-        )
-    num_tokens = weights.shape[-1]
-    if value_checks_enabled() and kept_idx.device.type == "cpu" and kept_idx.numel() > 0:
-        low, high = int(kept_idx.min()), int(kept_idx.max())
-        if low < 0 or high >= num_tokens:
-            raise ValueError(
-                f"kept_idx must lie in [0, {num_tokens}) for {num_tokens} tokens, got values in "
-                f"[{low}, {high}]"
-            )
+    check_values(
+        ~(weights < 0).any(),
+        "weights must be non-negative to fuse tokens (use attention probabilities, e.g. the "
+        "'mean' or 'cls' score rules)",
+    )
+    check_index_range("kept_idx", kept_idx, weights.shape[-1])
     kept_idx = kept_idx.to(torch.int64)
     # a tensor source (not a Python bool) keeps this traceable by torch.jit.trace
     not_pruned = torch.zeros_like(kept_idx, dtype=torch.bool)

@@ -15,8 +15,8 @@ from .._validation import (
     check_same_device,
     check_same_dtype,
     static_shape,
-    value_checks_enabled,
 )
+from ..selection import check_index_range
 from .backends import resolve_backend
 from .layout import AttentionLogits
 
@@ -144,14 +144,7 @@ def gathered_attention(
         raise ValueError(
             f"index must have shape [B={batch}, G={groups}, Nk], got {tuple(index.shape)}"
         )
-    num_buffer = k.shape[2]
-    if value_checks_enabled() and index.numel() > 0:
-        low, high = int(index.min()), int(index.max())
-        if low < 0 or high >= num_buffer:
-            raise ValueError(
-                f"index must lie in [0, {num_buffer}) for a buffer of {num_buffer} tokens, got "
-                f"values in [{low}, {high}]"
-            )
+    check_index_range("index", index, k.shape[2])
     if key_mask is not None:
         check_bool_mask("key_mask", key_mask, tuple(index.shape))
     scale = _resolve_scale(scale, head_dim)

@@ -271,6 +271,7 @@ def gathered_attention_backward(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Launch the backward kernels; returns ``(dq, dk, dv)`` shaped like ``q, k, v``."""
     check_launchable(q, k, v, grad_out)
+    grad_out = grad_out.to(q.dtype)  # tl.dot needs operands of one dtype
     batch, groups, heads, num_queries, head_dim = q.shape
     num_keys = index.shape[-1]
     dq = empty_like_heads_last(q)

@@ -372,6 +372,7 @@ def group_attention_backward(
     derivative of a row's log-sum-exp with respect to its logits is its probabilities.
     """
     check_launchable(q, k, v, grad_out)
+    grad_out = grad_out.to(q.dtype)  # tl.dot needs operands of one dtype
     batch, groups, heads, tokens, head_dim = q.shape
     dq, dk, dv = (empty_like_heads_last(t) for t in (q, k, v))
     if q.numel() == 0:
