@@ -229,3 +229,33 @@ def test_bad_inputs_name_the_argument():
         pruner(x, torch.randn(2, 3, 6), num_shared=2, key_mask=torch.ones(2, 3, 8))
     with pytest.raises(ValueError, match="same device"):
         pruner(x, torch.randn(2, 3, 6, device="meta"), num_shared=2)
+
+
+def test_per_group_protected_counts():
+    # WholeBody's fine stage: 68 / 42 / 6 protected dense tokens, 76 kept per group
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 6 + 128, 4)
+    scores = torch.randn(2, 3, 128)
+    pruner = GroupTokenPruner(0.3, budget="original", num_original=256)
+    result = pruner(x, scores, num_shared=6, num_protected=[68, 42, 6])
+    for g, dense in enumerate((68, 42, 6)):
+        kept = result.kept_idx[:, g]
+        assert kept.shape == (2, 76)
+        assert (kept[:, :dense] == torch.arange(dense)).all()
+        for b in range(2):
+            visual = set((kept[b, dense:] - dense).tolist())
+            assert visual == set(scores[b, g, dense:].topk(76 - dense).indices.tolist())
+    with pytest.raises(ValueError, match="one count per group"):
+        pruner(x, scores, num_shared=6, num_protected=[68, 42])
+    with pytest.raises(ValueError, match=r"num_protected \(100\) exceeds"):
+        pruner(x, scores, num_shared=6, num_protected=[100, 0, 0])
+
+
+def test_keep_rate_override_per_call():
+    pruner = GroupTokenPruner(0.5)
+    x, scores = torch.randn(1, 11, 2), torch.randn(1, 10)
+    assert pruner(x, scores, num_shared=1).kept_idx.shape == (1, 5)
+    assert pruner(x, scores, num_shared=1, keep_rate=1.0).kept_idx.shape == (1, 10)
+    assert pruner.keep_rate == 0.5  # the module's own rate is untouched
+    with pytest.raises(ValueError, match="keep_rate must be in"):
+        pruner(x, scores, num_shared=1, keep_rate=0.0)

@@ -9,6 +9,7 @@ from .attention import (
 )
 from .blocks import DropPath, Mlp, TransformerBlock
 from .flops import FlopReport, count_flops
+from .losses import bin_kl_divergence, global_perceived_loss, keypoint_kl_loss
 from .pruner import GroupTokenPruner, PrunedTokens, keep_count
 from .schedules import (
     ConstantKeepRate,
@@ -35,13 +36,16 @@ __all__ = [
     "PrunedTokens",
     "TransformerBlock",
     "available_backends",
+    "bin_kl_divergence",
     "cls_score",
     "count_flops",
     "fuse_pruned_tokens",
     "gather_tokens",
     "gathered_attention",
+    "global_perceived_loss",
     "group_attention",
     "keep_count",
+    "keypoint_kl_loss",
     "mean_score",
     "pruned_token_weights",
     "select_topk",

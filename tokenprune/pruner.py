@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import torch
@@ -211,9 +212,10 @@ class GroupTokenPruner(nn.Module):
     def keep_rate(self, value: float) -> None:
         self._keep_rate = check_keep_rate("keep_rate", value)
 
-    def num_kept(self, num_private: int) -> int:
+    def num_kept(self, num_private: int, keep_rate: float | None = None) -> int:
         """Private tokens kept per group when ``num_private`` are present."""
-        return _count(self.keep_rate, num_private, self.budget, self.num_original)
+        rate = self.keep_rate if keep_rate is None else keep_rate
+        return _count(rate, num_private, self.budget, self.num_original)
 
     def forward(
         self,
@@ -221,8 +223,9 @@ class GroupTokenPruner(nn.Module):
         scores: Tensor,
         *,
         num_shared: int = 0,
-        num_protected: int = 0,
+        num_protected: int | Sequence[int] = 0,
         key_mask: Tensor | None = None,
+        keep_rate: float | None = None,
     ) -> PrunedTokens:
         """Prune the private tokens of each group.
 
@@ -232,8 +235,11 @@ class GroupTokenPruner(nn.Module):
                 :func:`tokenprune.token_scores`; entries of protected and padding slots are
                 ignored.
             num_shared: ``S``, leading shared slots per group.
-            num_protected: leading private slots per group that are always kept.
+            num_protected: leading private slots that are always kept: one count for every
+                group, or one per group.
             key_mask: optional bool ``[B, G, N]`` (``[B, N]``), False for padding.
+            keep_rate: overrides the module's keep rate for this call (two passes with
+                different rates, such as GTPT's pruned and entire training passes).
 
         Returns:
             :class:`PrunedTokens`.
@@ -248,7 +254,21 @@ class GroupTokenPruner(nn.Module):
         batch, groups, num_tokens, _ = static_shape(x)
         num_shared = check_int("num_shared", num_shared, low=0, high=num_tokens)
         num_private = num_tokens - num_shared
-        num_protected = check_int("num_protected", num_protected, low=0, high=num_private)
+        if isinstance(num_protected, Sequence):
+            if len(num_protected) != groups:
+                raise ValueError(
+                    f"num_protected must have one count per group ({groups}), got "
+                    f"{len(num_protected)}"
+                )
+            protected_counts = [
+                check_int(f"num_protected[{g}]", n, low=0, high=num_private)
+                for g, n in enumerate(num_protected)
+            ]
+        else:
+            protected_counts = [check_int("num_protected", num_protected, low=0,
+                                          high=num_private)] * groups  # fmt: skip
+        if keep_rate is not None:
+            keep_rate = check_keep_rate("keep_rate", keep_rate)
         expected = (batch, groups, num_private)
         if tuple(scores.shape) != expected:
             shown = expected if grouped else (batch, num_private)
@@ -262,15 +282,17 @@ class GroupTokenPruner(nn.Module):
             if not grouped:
                 key_mask = key_mask.unsqueeze(1)
 
-        k = self.num_kept(num_private)
-        if num_protected > k:
+        k = self.num_kept(num_private, keep_rate)
+        if max(protected_counts, default=0) > k:
             raise ValueError(
-                f"num_protected ({num_protected}) exceeds the number of private tokens kept "
-                f"({k} of {num_private} at keep_rate={self.keep_rate}, budget={self.budget!r})"
+                f"num_protected ({max(protected_counts)}) exceeds the number of private tokens "
+                f"kept ({k} of {num_private} at keep_rate="
+                f"{self.keep_rate if keep_rate is None else keep_rate}, budget={self.budget!r})"
             )
         priority = scores
-        if num_protected:
-            protected = torch.arange(num_private, device=x.device) < num_protected
+        if any(protected_counts):
+            counts = torch.tensor(protected_counts, device=x.device)
+            protected = torch.arange(num_private, device=x.device) < counts[:, None]  # [G, Np]
             priority = priority.masked_fill(protected, float("inf"))
         if key_mask is not None:
             priority = priority.masked_fill(~key_mask[:, :, num_shared:], float("-inf"))

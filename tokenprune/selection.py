@@ -52,9 +52,14 @@ def select_topk(scores: Tensor, k: int) -> Tensor:
     num_tokens = scores.shape[-1]
     k = check_int("k", k, low=1, high=num_tokens)
     check_values(~torch.isnan(scores).any(), NAN_SCORES)
-    # A stable descending sort keeps equal scores in position order: ties go to the lower one.
-    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
-    return order[..., :k].sort(dim=-1).values
+    if torch.onnx.is_in_onnx_export():
+        # ONNX has no stable sort, but its TopK is specified to put the lower index first
+        # among equal values: the same tie rule.
+        top = torch.topk(scores, k, dim=-1, largest=True, sorted=True).indices
+    else:
+        # A stable descending sort keeps equal scores in position order: ties to the lower one.
+        top = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
+    return top.sort(dim=-1).values
 
 
 def gather_tokens(x: Tensor, idx: Tensor) -> Tensor:

@@ -1,0 +1,188 @@
+"""GTPT benchmark: parity with the published tables, and real speed from pruning.
+
+Parity: parameters and paper-convention multiply-adds (thop MACs, what the GTPT README calls
+"GFLOPs") of GTPT-T/S/B for COCO and COCO-WholeBody, next to the published figures and the counts
+measured on the official implementation, with the full count including attention beside them.
+
+Speed: GTPT (S by default) at the published keep rates against the same weights with every keep
+rate 1.0, on the CPU (one thread and all threads, batch 1 and 32) and on a GPU when one is
+present. The measured speedup is compared with the reduction in multiply-adds; the target is a
+speedup of at least 80% of that reduction.
+
+    python -m benchmarks.gtpt --output benchmarks/results/gtpt_cpu.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import tokenprune
+from models.gtpt import build_gtpt, optimize_for_inference
+from tokenprune import count_flops
+
+IMAGE = (3, 256, 192)
+UNPRUNED = (1.0, 1.0, 1.0, 1.0)
+
+# GTPT README: params (M, COCO models) and "GFLOPs" (thop MACs); official implementation:
+# exact counts for T (fixture meta), rounded for S and B (reference notes; params there include
+# the fixed 256 x dim positional table, which this model keeps as a buffer).
+PUBLISHED = {
+    ("t", "coco"): (2.4, 0.7), ("t", "wholebody"): (None, 0.8),
+    ("s", "coco"): (5.4, 1.6), ("s", "wholebody"): (None, 2.0),
+    ("b", "coco"): (8.3, 3.6), ("b", "wholebody"): (None, 4.0),
+}  # fmt: skip
+OFFICIAL = {
+    ("t", "coco"): ("2.373 (exact: 2,372,864)", "0.6632 (exact: 663,179,264)"),
+    ("t", "wholebody"): ("2.388 (exact: 2,388,352)", "0.8318 (exact: 831,771,648)"),
+    ("s", "coco"): ("5.48 with table", "1.63"),
+    ("s", "wholebody"): ("-", "1.99"),
+    ("b", "coco"): ("8.37 with table", "3.65"),
+    ("b", "wholebody"): ("-", "4.02"),
+}
+
+
+def parity_table() -> list[str]:
+    lines = [
+        "## Parameters and multiply-adds (batch 1, 256x192)",
+        "",
+        "Paper convention: thop's module-hook MACs (Linear, Conv, normalisation; no attention "
+        "matmuls), which the GTPT README reports as GFLOPs. Full: every matrix product and "
+        "convolution including attention (FLOPs are twice these MACs).",
+        "",
+        "| model | params (M) | published | official | paper GMACs | published | official "
+        "| full GMACs | full / paper |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (variant, dataset), (pub_params, pub_gmacs) in PUBLISHED.items():
+        model = build_gtpt(variant, dataset).eval()
+        report = count_flops(model, torch.randn(1, *IMAGE))
+        official_params, official_gmacs = OFFICIAL[(variant, dataset)]
+        lines.append(
+            f"| GTPT-{variant.upper()} {dataset} | {report.params / 1e6:.3f} | "
+            f"{pub_params if pub_params is not None else '-'} | {official_params} | "
+            f"{report.paper_macs / 1e9:.4f} | {pub_gmacs} | {official_gmacs} | "
+            f"{report.macs / 1e9:.4f} | {report.macs / report.paper_macs:.2f} |"
+        )
+    return lines
+
+
+def time_cpu(model, images, repeats: int) -> tuple[float, float]:
+    """(median, min) milliseconds over ``repeats`` forward passes after a warm-up."""
+    times = []
+    with torch.inference_mode():
+        model(images)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(images)
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), min(times)
+
+
+def time_gpu(model, images) -> tuple[float, float]:
+    import triton.testing
+
+    with torch.inference_mode():
+        median = triton.testing.do_bench(lambda: model(images), return_mode="median")
+        low = triton.testing.do_bench(lambda: model(images), quantiles=[0.2])
+    return median, low if isinstance(low, float) else low[0]
+
+
+def speed_table(variant: str, batches: list[int], threads: list[int], repeats: int) -> list[str]:
+    torch.manual_seed(0)
+    pruned = build_gtpt(variant).eval()
+    full = build_gtpt(variant, keep_rates=UNPRUNED).eval()
+    full.load_state_dict(pruned.state_dict())
+    sample = torch.randn(1, *IMAGE)
+    r_pruned, r_full = count_flops(pruned, sample), count_flops(full, sample)
+    # timed as deployed: BatchNorm folded, channels-last stem, for both models
+    pruned, full = optimize_for_inference(pruned), optimize_for_inference(full)
+    reduction = r_full.macs / r_pruned.macs
+    paper_reduction = r_full.paper_macs / r_pruned.paper_macs
+    lines = [
+        f"## Speed: GTPT-{variant.upper()} COCO, published keep rates vs every keep rate 1.0",
+        "",
+        f"Same weights. Multiply-adds per image: pruned {r_pruned.macs / 1e9:.3f} G, unpruned "
+        f"{r_full.macs / 1e9:.3f} G (full count): {reduction:.2f}x fewer "
+        f"({paper_reduction:.2f}x by the paper convention). Target: speedup >= 80% of the full "
+        f"reduction, i.e. >= {0.8 * reduction:.2f}x. Both models are timed as deployed with "
+        "`models.gtpt.optimize_for_inference` (BatchNorm folded into the convolutions, "
+        "channels-last stem; eager PyTorch, inference mode).",
+        "",
+        "| device | threads | batch | pruned ms (median / min) | unpruned ms (median / min) "
+        "| speedup (median) | speedup / FLOP reduction | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+
+    def row(device, thread_label, batch, t_pruned, t_full):
+        speedup = t_full[0] / t_pruned[0]
+        efficiency = speedup / reduction
+        verdict = "met" if efficiency >= 0.8 else f"missed ({efficiency:.0%})"
+        return (
+            f"| {device} | {thread_label} | {batch} | {t_pruned[0]:.1f} / {t_pruned[1]:.1f} | "
+            f"{t_full[0]:.1f} / {t_full[1]:.1f} | {speedup:.2f}x | {efficiency:.0%} | {verdict} |"
+        )
+
+    cpu = f"CPU ({platform.machine()})"
+    for count in threads:
+        torch.set_num_threads(count)
+        for batch in batches:
+            images = torch.randn(batch, *IMAGE)
+            t_pruned = time_cpu(pruned, images, repeats)
+            t_full = time_cpu(full, images, repeats)
+            lines.append(row(cpu, count, batch, t_pruned, t_full))
+            print(lines[-1], flush=True)
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        for dtype in (torch.float32, torch.float16):
+            gpu_pruned, gpu_full = pruned.cuda().to(dtype), full.cuda().to(dtype)
+            for batch in batches:
+                images = torch.randn(batch, *IMAGE, device="cuda", dtype=dtype)
+                timings = time_gpu(gpu_pruned, images), time_gpu(gpu_full, images)
+                lines.append(row(f"{name} {str(dtype)[6:]}", "-", batch, *timings))
+                print(lines[-1], flush=True)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="s", choices=["t", "s", "b"])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--skip-parity", action="store_true")
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args(argv)
+
+    header = [
+        "# GTPT benchmark",
+        "",
+        f"torch {torch.__version__}, tokenprune {tokenprune.__version__}, Python "
+        f"{platform.python_version()}, CPU {platform.machine()} with {os.cpu_count()} cores"
+        + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"),
+        "",
+    ]
+    print("\n".join(header), flush=True)
+    lines = list(header)
+    if not args.skip_parity:
+        lines += [*parity_table(), ""]
+        print("\n".join(lines[len(header):]), flush=True)
+    lines += speed_table(args.variant, args.batches, sorted(set(args.threads)), args.repeats)
+    text = "\n".join(lines) + "\n"
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.output.with_suffix(args.output.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Exponential moving average of a model's weights and buffers."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+
+class ModelEMA:
+    """An averaged copy of a model, updated after every optimiser step.
+
+    Every floating-point entry of the ``state_dict`` (parameters *and* buffers such as
+    BatchNorm statistics) follows ``ema = m * ema + (1 - m) * value``; integer buffers are
+    copied. The momentum rises along a half cosine from ``momentum_start`` at step 0 to
+    ``momentum_end`` at ``total_steps``:
+    ``m(t) = end - (end - start) * (1 + cos(pi t / T)) / 2``. GTPT uses 0.996 -> 1.0.
+
+    Args:
+        model: the model being trained; the EMA starts as a copy of it.
+        total_steps: optimiser steps of the whole training.
+        momentum_start, momentum_end: momentum at the first and last step.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        total_steps: int,
+        momentum_start: float = 0.996,
+        momentum_end: float = 1.0,
+    ) -> None:
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        if not 0.0 <= momentum_start <= momentum_end <= 1.0:
+            raise ValueError(
+                "need 0 <= momentum_start <= momentum_end <= 1, got "
+                f"{momentum_start} and {momentum_end}"
+            )
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.total_steps = total_steps
+        self.momentum_start = momentum_start
+        self.momentum_end = momentum_end
+
+    def momentum(self, step: int) -> float:
+        """``m(step)``; steps beyond ``total_steps`` use ``momentum_end``."""
+        progress = min(max(step, 0), self.total_steps) / self.total_steps
+        span = self.momentum_end - self.momentum_start
+        return self.momentum_end - span * (1 + math.cos(math.pi * progress)) / 2
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        """Fold the current weights of ``model`` into the average (call after each step)."""
+        m = self.momentum(step)
+        current = model.state_dict()
+        for name, averaged in self.module.state_dict().items():
+            value = current[name].detach()
+            if averaged.is_floating_point():
+                averaged.mul_(m).add_(value.to(averaged.dtype), alpha=1 - m)
+            else:
+                averaged.copy_(value)
+
+    def state_dict(self) -> dict:
+        return self.module.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.module.load_state_dict(state_dict)

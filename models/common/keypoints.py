@@ -1,0 +1,55 @@
+"""Keypoint sets: names of the layouts, left/right flip pairs and OKS sigmas."""
+
+from __future__ import annotations
+
+COCO_KEYPOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+)  # fmt: skip
+
+#: Left/right pairs of COCO's 17 body keypoints.
+COCO_FLIP_PAIRS = tuple((i, i + 1) for i in range(1, 17, 2))
+
+
+def _face_flip_pairs() -> list[tuple[int, int]]:
+    """Mirror pairs of the 68-point face layout (0-based within the face)."""
+    pairs = [(i, 16 - i) for i in range(8)]  # jaw line
+    pairs += [(17 + i, 26 - i) for i in range(5)]  # eyebrows
+    pairs += [(31, 35), (32, 34)]  # nostrils
+    pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes
+    pairs += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]  # outer lips
+    pairs += [(60, 64), (61, 63), (65, 67)]  # inner lips
+    return pairs
+
+
+#: COCO-WholeBody layout: 0-16 body, 17-22 feet, 23-90 face, 91-111 left hand, 112-132 right.
+WHOLEBODY_PARTS = {
+    "body": range(0, 17),
+    "foot": range(17, 23),
+    "face": range(23, 91),
+    "left_hand": range(91, 112),
+    "right_hand": range(112, 133),
+}
+
+#: Left/right pairs of the 133 COCO-WholeBody keypoints.
+WHOLEBODY_FLIP_PAIRS = (
+    COCO_FLIP_PAIRS
+    + tuple((17 + i, 20 + i) for i in range(3))
+    + tuple((23 + a, 23 + b) for a, b in _face_flip_pairs())
+    + tuple((91 + i, 112 + i) for i in range(21))
+)
+
+#: COCO's per-keypoint OKS sigmas.
+COCO_SIGMAS = (
+    0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
+    0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089,
+)  # fmt: skip
+
+
+def flip_permutation(num_keypoints: int, pairs: tuple[tuple[int, int], ...]) -> list[int]:
+    """``perm[i]``: the keypoint that keypoint ``i`` becomes in a horizontally flipped image."""
+    perm = list(range(num_keypoints))
+    for a, b in pairs:
+        perm[a], perm[b] = b, a
+    return perm

@@ -1,0 +1,79 @@
+"""GTPT's training recipe: SimCC targets, the Global Perceived loss, the keep-rate curriculum,
+the model EMA and the published optimiser schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from models.common.ema import ModelEMA
+from models.common.simcc import simcc_targets
+from tokenprune import (
+    ConstantKeepRate,
+    CosineWarmupKeepRate,
+    KeepRateSchedule,
+    LinearWarmupKeepRate,
+    global_perceived_loss,
+)
+
+from .config import IMAGE_SIZE, SPLIT_RATIO
+from .model import GTPTOutput
+
+#: Gaussian width of the SimCC targets, in bins.
+SIGMA = 4.0
+
+
+def keep_rate_schedule(
+    target: Sequence[float],
+    kind: str = "direct",
+    warmup_epochs: float = 10,
+    end_epoch: float = 100,
+) -> KeepRateSchedule:
+    """The keep-rate curriculum.
+
+    ``"direct"`` trains at the target rates from the first step, as GTPT's released code does;
+    ``"linear"`` (GTPT's earlier curriculum: no pruning for ``warmup_epochs``, then linear to
+    the targets at ``end_epoch``) and ``"cosine"`` (EViT's warmup shape) ramp up.
+    """
+    if kind == "direct":
+        return ConstantKeepRate(target)
+    if kind == "linear":
+        return LinearWarmupKeepRate(target, warmup_epochs, end_epoch)
+    if kind == "cosine":
+        return CosineWarmupKeepRate(target, warmup_epochs, end_epoch)
+    raise ValueError(f"kind must be 'direct', 'linear' or 'cosine', got {kind!r}")
+
+
+def targets_for(keypoints: Tensor, visible: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """SimCC targets of keypoints given in 256x192 input pixels: ``(x, y, weight)``."""
+    height, width = IMAGE_SIZE
+    return simcc_targets(keypoints, visible, (width, height), SPLIT_RATIO, SIGMA)
+
+
+def gtpt_loss(
+    pruned: GTPTOutput, entire: GTPTOutput, target_x: Tensor, target_y: Tensor, weight: Tensor
+) -> Tensor:
+    """The Global Perceived loss of one training step (see
+    :func:`tokenprune.global_perceived_loss`)."""
+    return global_perceived_loss(
+        (pruned.x_logits, pruned.y_logits),
+        (entire.x_logits, entire.y_logits),
+        (target_x, target_y),
+        weight,
+    )
+
+
+def make_ema(model: nn.Module, total_steps: int) -> ModelEMA:
+    """GTPT's EMA: every state_dict entry, momentum from 0.996 to 1.0 on a half cosine."""
+    return ModelEMA(model, total_steps, momentum_start=0.996, momentum_end=1.0)
+
+
+def make_optimizer(
+    model: nn.Module, lr: float = 1e-3, milestones: Sequence[int] = (200, 260)
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """Adam (no weight decay) with the learning rate divided by 10 at each milestone epoch."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), gamma=0.1)
+    return optimizer, scheduler
