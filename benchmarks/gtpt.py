@@ -86,6 +86,22 @@ def time_cpu(model, images, repeats: int) -> tuple[float, float]:
     return statistics.median(times), min(times)
 
 
+def time_stages(model, images, repeats: int) -> tuple[float, float]:
+    """Median milliseconds of the stem + patch embedding and of the transformer."""
+    embed, encode = [], []
+    with torch.inference_mode():
+        visual = model.embed(images)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            visual = model.embed(images)
+            middle = time.perf_counter()
+            model.encode(visual, model.keep_rates)
+            end = time.perf_counter()
+            embed.append((middle - start) * 1e3)
+            encode.append((end - middle) * 1e3)
+    return statistics.median(embed), statistics.median(encode)
+
+
 def time_gpu(model, images) -> tuple[float, float]:
     import triton.testing
 
@@ -116,18 +132,33 @@ def speed_table(variant: str, batches: list[int], threads: list[int], repeats: i
         "`models.gtpt.optimize_for_inference` (BatchNorm folded into the convolutions, "
         "channels-last stem; eager PyTorch, inference mode).",
         "",
+        "Pruning cannot shorten the stem and patch embedding, so the table also times the two "
+        "parts separately: the stem's share of the pruned model's time, the speedup of the "
+        "transformer alone, and the speedup the fixed stem allows at that transformer speedup "
+        "(`(stem + transformer unpruned) / (stem + transformer pruned)`).",
+        "",
         "| device | threads | batch | pruned ms (median / min) | unpruned ms (median / min) "
-        "| speedup (median) | speedup / FLOP reduction | target |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| speedup (median) | speedup / FLOP reduction | target | stem share (pruned) "
+        "| transformer speedup | cap from the stem |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
 
-    def row(device, thread_label, batch, t_pruned, t_full):
+    def row(device, thread_label, batch, t_pruned, t_full, stages=None):
         speedup = t_full[0] / t_pruned[0]
         efficiency = speedup / reduction
         verdict = "met" if efficiency >= 0.8 else f"missed ({efficiency:.0%})"
+        breakdown = "| - | - | -"
+        if stages is not None:
+            (stem_p, enc_p), (stem_f, enc_f) = stages
+            stem = (stem_p + stem_f) / 2
+            breakdown = (
+                f"| {stem_p / (stem_p + enc_p):.0%} | {enc_f / enc_p:.2f}x "
+                f"| {(stem + enc_f) / (stem + enc_p):.2f}x"
+            )
         return (
             f"| {device} | {thread_label} | {batch} | {t_pruned[0]:.1f} / {t_pruned[1]:.1f} | "
-            f"{t_full[0]:.1f} / {t_full[1]:.1f} | {speedup:.2f}x | {efficiency:.0%} | {verdict} |"
+            f"{t_full[0]:.1f} / {t_full[1]:.1f} | {speedup:.2f}x | {efficiency:.0%} | {verdict} "
+            f"{breakdown} |"
         )
 
     cpu = f"CPU ({platform.machine()})"
@@ -137,7 +168,8 @@ def speed_table(variant: str, batches: list[int], threads: list[int], repeats: i
             images = torch.randn(batch, *IMAGE)
             t_pruned = time_cpu(pruned, images, repeats)
             t_full = time_cpu(full, images, repeats)
-            lines.append(row(cpu, count, batch, t_pruned, t_full))
+            stages = time_stages(pruned, images, repeats), time_stages(full, images, repeats)
+            lines.append(row(cpu, count, batch, t_pruned, t_full, stages))
             print(lines[-1], flush=True)
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name()
