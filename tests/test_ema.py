@@ -44,3 +44,11 @@ def test_arguments_are_checked():
         ModelEMA(nn.Linear(1, 1), total_steps=0)
     with pytest.raises(ValueError, match="momentum_start"):
         ModelEMA(nn.Linear(1, 1), total_steps=5, momentum_start=0.9, momentum_end=0.5)
+
+
+def test_update_checks_the_model():
+    ema = ModelEMA(nn.Linear(3, 3), total_steps=10)
+    with pytest.raises(ValueError, match="does not match"):
+        ema.update(nn.Linear(3, 3, bias=False), step=1)
+    with pytest.raises(ValueError, match="has shape"):
+        ema.update(nn.Linear(3, 4), step=1)

@@ -300,3 +300,23 @@ def test_inference_optimisation_of_every_variant():
             for prepared in (fuse_batchnorm(model), optimize_for_inference(model)):
                 for a, b in zip(prepared(images), expected, strict=True):
                     torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def test_gtpt_b_stem_has_the_official_layout():
+    # entries of the official GTPT-B stem (lib/models/pose_gtpt_b_human.py, ShuffleNetV2)
+    stem = build_gtpt("b").stem
+    shapes = {k: tuple(v.shape) for k, v in stem.state_dict().items()}
+    assert shapes["conv1.0.weight"] == (64, 3, 3, 3)
+    assert shapes["down_layer1.0.branch1.0.weight"] == (64, 1, 3, 3)
+    assert shapes["down_layer2.0.branch2.0.weight"] == (192, 256, 1, 1)
+    assert shapes["down_layer3.3.branch2.5.weight"] == (256, 256, 1, 1)
+    assert shapes["upsample1.0.weight"] == (4 * 384, 512, 1, 1)
+    assert shapes["upsample2.2.running_var"] == (256,)
+    assert shapes["up_layer1.0.0.weight"] == (384, 768, 1, 1)
+    assert shapes["up_layer2.2.branch2.3.weight"] == (128, 1, 3, 3)
+    # the fuse convolution sees the skip connection first, then the upsampled map
+    captured = {}
+    stem.up_layer1.register_forward_hook(lambda m, args, out: captured.update(up_in=args[0]))
+    stem.down_layer2.register_forward_hook(lambda m, args, out: captured.update(skip=out))
+    stem.eval()(torch.randn(1, *IMAGE))
+    assert torch.equal(captured["up_in"][:, :384], captured["skip"])

@@ -76,3 +76,28 @@ def test_loss_shape_errors():
         bin_kl_divergence(torch.randn(2, 5), torch.rand(2, 4))
     with pytest.raises(ValueError, match="weight must have shape"):
         keypoint_kl_loss([torch.randn(2, 3, 4)], [torch.rand(2, 3, 4)], torch.ones(3))
+
+
+def test_global_perceived_loss_against_torch_kl_div():
+    # the formula written out with torch's KLDivLoss, as GTPT's training code states it
+    gen = torch.Generator().manual_seed(2)
+    b, k = 3, 5
+    pruned = [torch.randn(b, k, 8, generator=gen), torch.randn(b, k, 6, generator=gen)]
+    entire = [torch.randn(b, k, 8, generator=gen), torch.randn(b, k, 6, generator=gen)]
+    targets = [torch.rand(b, k, 8, generator=gen), torch.rand(b, k, 6, generator=gen)]
+    weight = torch.rand(b, k, generator=gen)
+
+    def kl(logits, target):  # per [b, k]: KLDivLoss(reduction='none') averaged over bins
+        return torch.nn.functional.kl_div(
+            torch.log_softmax(logits, -1), target, reduction="none"
+        ).mean(-1)
+
+    expected = 0.0
+    for j in range(k):
+        for zp, ze, y in zip(pruned, entire, targets, strict=True):
+            teacher = torch.softmax(ze, -1)
+            terms = kl(ze, y) + kl(zp, y) + kl(zp, teacher)
+            expected += (terms[:, j] * weight[:, j]).mean()
+    expected /= k
+    got = global_perceived_loss(pruned, entire, targets, weight)
+    torch.testing.assert_close(got, expected)

@@ -143,3 +143,13 @@ def test_softmax_pool_matches_per_column_loop(heads, queries, columns, seed):
             weights = [math.exp(a - top) for a in column]
             expected = sum(w * a for w, a in zip(weights, column, strict=True)) / sum(weights)
             assert scores[b, n].item() == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_softmax_pool_propagates_nan_so_selection_rejects_it():
+    logits = torch.tensor([[[0.3, 1.0], [float("nan"), 2.0]]])  # [H=1, J=2, N=2]
+    scores = softmax_pool_score(logits)
+    assert torch.isnan(scores[0]) and torch.isfinite(scores[1])
+    from tokenprune import select_topk
+
+    with pytest.raises(ValueError, match="NaN"):
+        select_topk(scores, 1)

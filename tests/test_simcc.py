@@ -12,16 +12,19 @@ from models.common.simcc import decode_simcc, flip_back_simcc, flip_test, simcc_
 
 
 def test_targets_are_gaussians_centred_at_split_coordinates():
-    keypoints = torch.tensor([[[10.0, 20.0], [-5.0, 3.0], [50.0, 299.0]]])
-    visible = torch.tensor([[2, 2, 0]])
+    keypoints = torch.tensor([[[10.0, 20.0], [-5.0, 3.0], [50.0, 299.0], [-14.0, 5.0]]])
+    visible = torch.tensor([[2, 2, 0, 2]])
     tx, ty, weight = simcc_targets(keypoints, visible, (192, 256), split_ratio=2.0, sigma=4.0)
-    assert tx.shape == (1, 3, 384) and ty.shape == (1, 3, 512)
+    assert tx.shape == (1, 4, 384) and ty.shape == (1, 4, 512)
     assert tx[0, 0].argmax().item() == 20 and ty[0, 0].argmax().item() == 40
     peak = 1 / (4.0 * math.sqrt(2 * math.pi))
     assert tx[0, 0, 20].item() == pytest.approx(peak)
     assert tx[0, 0, 24].item() == pytest.approx(peak * math.exp(-0.5))  # one sigma away
-    # outside the input or unlabelled: no weight
-    assert weight.tolist() == [[1.0, 0.0, 0.0]]
+    # SimCC keeps a keypoint just outside the input (its 3-sigma window overlaps the input),
+    # drops one whose whole window is outside, and unlabelled ones
+    assert weight.tolist() == [[1.0, 1.0, 0.0, 0.0]]
+    with pytest.raises(TypeError, match="image_size must be a"):
+        simcc_targets(keypoints, visible, 192)
 
 
 def test_decode_on_constructed_logits():
@@ -43,6 +46,16 @@ def test_flip_pairs():
     assert all(perm[perm[i]] == i for i in range(133))  # an involution
     assert perm[17] == 20 and perm[23] == 39 and perm[23 + 30] == 23 + 30  # toe, jaw, nose
     assert perm[91] == 112 and perm[132] == 111  # hands
+
+
+def test_flip_and_decode_check_their_inputs():
+    x, y = torch.randn(1, 17, 384), torch.randn(1, 17, 512)
+    with pytest.raises(ValueError, match="x_logits must have 3 dimensions"):
+        flip_back_simcc(x[0], y[0], COCO_FLIP_PAIRS)
+    with pytest.raises(ValueError, match="one B and K"):
+        decode_simcc(x, y[:, :5])
+    with pytest.raises(ValueError, match=r"flip pair \(17, 20\) is out of range for 17"):
+        flip_back_simcc(x, y, WHOLEBODY_FLIP_PAIRS)
 
 
 def test_flip_back_reverses_x_and_swaps_sides():

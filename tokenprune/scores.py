@@ -81,12 +81,13 @@ def softmax_pool_score(logits: Tensor, query_mask: Tensor | None = None) -> Tens
     if rows is not None:
         logits = logits.masked_fill(~rows, float("-inf"))
     flat = logits.flatten(-3, -2)  # [..., H*J, N]
-    finite = torch.isfinite(flat)
+    masked = flat == float("-inf")
     # Masked entries get the most negative finite value for the softmax (weight exactly 0 next
     # to any real row) and 0 in the weighted sum, which keeps values and gradients NaN-free.
-    weights = torch.softmax(flat.masked_fill(~finite, torch.finfo(flat.dtype).min), dim=-2)
-    pooled = (weights * flat.masked_fill(~finite, 0.0)).sum(dim=-2)
-    return pooled.masked_fill(~finite.any(dim=-2), float("-inf"))
+    # A NaN logit is not a mask: it propagates to the score, where top-k selection rejects it.
+    weights = torch.softmax(flat.masked_fill(masked, torch.finfo(flat.dtype).min), dim=-2)
+    pooled = (weights * flat.masked_fill(masked, 0.0)).sum(dim=-2)
+    return pooled.masked_fill(masked.all(dim=-2), float("-inf"))
 
 
 def mean_score(probs: Tensor, query_mask: Tensor | None = None) -> Tensor:

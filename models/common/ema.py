@@ -38,6 +38,7 @@ class ModelEMA:
                 "need 0 <= momentum_start <= momentum_end <= 1, got "
                 f"{momentum_start} and {momentum_end}"
             )
+        model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: its inner model
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         self.total_steps = total_steps
         self.momentum_start = momentum_start
@@ -53,9 +54,19 @@ class ModelEMA:
     def update(self, model: nn.Module, step: int) -> None:
         """Fold the current weights of ``model`` into the average (call after each step)."""
         m = self.momentum(step)
+        model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: its inner model
         current = model.state_dict()
-        for name, averaged in self.module.state_dict().items():
+        averaged_state = self.module.state_dict()
+        if current.keys() != averaged_state.keys():
+            missing = sorted(set(averaged_state) ^ set(current))[:5]
+            raise ValueError(f"model does not match the averaged model (entries {missing})")
+        for name, averaged in averaged_state.items():
             value = current[name].detach()
+            if value.shape != averaged.shape:
+                raise ValueError(
+                    f"model entry {name!r} has shape {tuple(value.shape)}, the average "
+                    f"{tuple(averaged.shape)}"
+                )
             if averaged.is_floating_point():
                 averaged.mul_(m).add_(value.to(averaged.dtype), alpha=1 - m)
             else:

@@ -62,9 +62,12 @@ def simcc_targets(
         sigma: Gaussian width in bins.
 
     Returns:
-        ``(target_x [B, K, W*r], target_y [B, K, H*r], weight [B, K])``; the weight is 1 for
-        labelled keypoints inside the input and 0 otherwise.
+        ``(target_x [B, K, W*r], target_y [B, K, H*r], weight [B, K])``. As in SimCC, a
+        labelled keypoint keeps weight 1 unless the window of ``3 * sigma`` input pixels around
+        it lies entirely outside the input; unlabelled keypoints get 0.
     """
+    if not (isinstance(image_size, (tuple, list)) and len(image_size) == 2):
+        raise TypeError(f"image_size must be a (width, height) pair, got {image_size!r}")
     keypoints = check_floating("keypoints", keypoints, ndim=3)
     if keypoints.shape[-1] != 2:
         raise ValueError(f"keypoints must be [B, K, 2], got {tuple(keypoints.shape)}")
@@ -81,11 +84,13 @@ def simcc_targets(
         positions = torch.arange(bins, dtype=keypoints.dtype, device=keypoints.device)
         return torch.exp(-((positions - center[..., None]) ** 2) / (2 * sigma**2)) * norm
 
-    inside = (
-        (keypoints[..., 0] >= 0) & (keypoints[..., 0] < width)
-        & (keypoints[..., 1] >= 0) & (keypoints[..., 1] < height)
-    )  # fmt: skip
-    weight = ((visible > 0) & inside).to(keypoints.dtype)
+    reach = 3 * sigma  # SimCC's window, in input pixels
+    low = torch.trunc(keypoints - reach)
+    high = torch.trunc(keypoints + reach + 1)
+    outside = (
+        (low[..., 0] >= width) | (low[..., 1] >= height) | (high[..., 0] < 0) | (high[..., 1] < 0)
+    )
+    weight = ((visible > 0) & ~outside).to(keypoints.dtype)
     return gaussian(mu[..., 0], bins_x), gaussian(mu[..., 1], bins_y), weight
 
 
@@ -104,6 +109,7 @@ def decode_simcc(
     Returns:
         ``(coords [B, K, 2] in input pixels, scores [B, K])``.
     """
+    _check_pair(x_logits, y_logits)
     x_probs = torch.softmax(x_logits.float(), dim=-1)
     y_probs = torch.softmax(y_logits.float(), dim=-1)
     x_max, x_bin = x_probs.max(dim=-1)
@@ -116,12 +122,26 @@ def flip_back_simcc(
     x_logits: Tensor, y_logits: Tensor, flip_pairs: Sequence[tuple[int, int]]
 ) -> tuple[Tensor, Tensor]:
     """Map the logits of a horizontally flipped image back to the original image: reverse the
-    x bins and swap left/right keypoints on both axes."""
-    perm = list(range(x_logits.shape[1]))
+    x bins and swap left/right keypoints on both axes. Logits are ``[B, K, bins]``."""
+    _check_pair(x_logits, y_logits)
+    num_keypoints = x_logits.shape[1]
+    perm = list(range(num_keypoints))
     for a, b in flip_pairs:
+        if not (0 <= a < num_keypoints and 0 <= b < num_keypoints):
+            raise ValueError(f"flip pair {(a, b)} is out of range for {num_keypoints} keypoints")
         perm[a], perm[b] = b, a
     index = torch.tensor(perm, device=x_logits.device)
     return x_logits.flip(-1)[:, index], y_logits[:, index]
+
+
+def _check_pair(x_logits: Tensor, y_logits: Tensor) -> None:
+    check_floating("x_logits", x_logits, ndim=3)
+    check_floating("y_logits", y_logits, ndim=3)
+    if x_logits.shape[:2] != y_logits.shape[:2]:
+        raise ValueError(
+            "x_logits and y_logits must be [B, K, bins] with one B and K, got "
+            f"{tuple(x_logits.shape)} and {tuple(y_logits.shape)}"
+        )
 
 
 def flip_test(

@@ -83,6 +83,11 @@ def convert_official_state_dict(
         ValueError: unknown branch, no entry of that branch, or an entry this converter does
             not know (listed).
     """
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(
+            f"state_dict must be a mapping of names to tensors, got {type(state_dict).__name__} "
+            "(load a file with load_official_checkpoint)"
+        )
     if branch not in ("ema", "raw"):
         raise ValueError(f"branch must be 'ema' or 'raw', got {branch!r}")
     if branch == "ema":

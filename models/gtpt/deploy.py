@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .config import IMAGE_SIZE, PATCH_SIZE
+from .config import PATCH_SIZE
 from .model import GTPT
 
 
@@ -77,13 +77,13 @@ def export_onnx(model: GTPT, path: str | os.PathLike, dynamic_batch: bool = True
     """Export the eval model to ONNX (``torch.onnx.export(dynamo=True)``) and write it
     atomically.
 
-    The graph takes ``images [B, 3, 256, 192]`` (``B`` symbolic with ``dynamic_batch``) and
+    The graph takes ``images [B, 3, H, W]`` (``B`` symbolic with ``dynamic_batch``) and
     returns ``(x_logits, y_logits)``. Token selection exports as ONNX ``TopK``, whose tie rule
     (lower index first) is tokenprune's. Needs the ``onnx`` extra (onnx, onnxscript).
     """
     path = Path(path)
     model = model.eval()
-    example = torch.randn(2, 3, *IMAGE_SIZE, dtype=model.patch_embed.weight.dtype)
+    example = torch.randn(2, 3, *model.image_size, dtype=model.patch_embed.weight.dtype)
     dynamic_shapes = {"images": {0: torch.export.Dim("batch")}} if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter is chatty about unrelated registries

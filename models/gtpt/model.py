@@ -115,16 +115,33 @@ class GTPT(nn.Module):
     Args:
         variant: model size (:data:`models.gtpt.config.VARIANTS`).
         layout: keypoint layout (:data:`models.gtpt.config.LAYOUTS`).
-        keep_rates: default keep rates (fractions of the 256 visual tokens) of layers 1-3,
-            4-6, 7-9 and 10-12; the layout's published rates if None. All 1.0 = unpruned.
+        keep_rates: default keep rates (fractions of the visual tokens, 256 at 256x192) of
+            layers 1-3, 4-6, 7-9 and 10-12; the layout's published rates if None. All 1.0 =
+            unpruned.
+        image_size: input ``(height, width)``, multiples of 16 and 12 (the published models
+            use 256x192; the visual tokens form a ``height/16 x width/12`` grid).
     """
 
     def __init__(
-        self, variant: Variant, layout: Layout, keep_rates: Sequence[float] | None = None
+        self,
+        variant: Variant,
+        layout: Layout,
+        keep_rates: Sequence[float] | None = None,
+        image_size: tuple[int, int] = IMAGE_SIZE,
     ) -> None:
         super().__init__()
         self.variant = variant
         self.layout = layout
+        height, width = image_size
+        rows, cols = PATCH_SIZE
+        if height % (4 * rows) or width % (4 * cols) or height <= 0 or width <= 0:
+            raise ValueError(
+                f"image_size must be (height, width) with height a multiple of {4 * rows} and "
+                f"width a multiple of {4 * cols}, got {image_size}"
+            )
+        self.image_size = (height, width)
+        self.grid = (height // 4 // rows, width // 4 // cols)
+        self.num_visual = self.grid[0] * self.grid[1]
         self.keep_rates = layout.keep_rates if keep_rates is None else keep_rates
         dim = variant.dim
         self.dim = dim
@@ -134,10 +151,6 @@ class GTPT(nn.Module):
             self.stem = ShuffleStem(variant.stem_channels)
         else:
             self.stem = UShapedStem()
-        height, width = IMAGE_SIZE
-        rows, cols = PATCH_SIZE
-        self.grid = (height // 4 // rows, width // 4 // cols)
-        self.num_visual = self.grid[0] * self.grid[1]
         self.patch_norm = nn.BatchNorm2d(variant.stem_channels)
         self.patch_embed = nn.Linear(variant.stem_channels * rows * cols, dim)
         self.register_buffer(
@@ -159,6 +172,7 @@ class GTPT(nn.Module):
         self.prune_groups = GroupTokenPruner(1.0, **budget)
         self.prune_fine = GroupTokenPruner(1.0, **budget)
         self.head = SimCCHead(dim, int(width * SPLIT_RATIO), int(height * SPLIT_RATIO))
+        self.split_ratio = SPLIT_RATIO
 
         # Fine-stage scoring queries: each group's sparse tokens and (WholeBody) its dense
         # tokens; the dummy token of group 0 never scores.
@@ -185,22 +199,21 @@ class GTPT(nn.Module):
         rates = check_keep_rates(rates)
         most_dense = max(self.layout.dense_per_group, default=0)
         for stage in (2, 3):
-            if int(256 * rates[stage]) < most_dense:
+            kept = int(self.num_visual * rates[stage])
+            if kept < most_dense:
                 raise ValueError(
-                    f"keep_rates[{stage}] = {rates[stage]} keeps {int(256 * rates[stage])} "
-                    f"private tokens per group, fewer than the {most_dense} dense keypoint "
-                    "tokens a group must keep"
+                    f"keep_rates[{stage}] = {rates[stage]} keeps {kept} private tokens per "
+                    f"group, fewer than the {most_dense} dense keypoint tokens a group must keep"
                 )
         return rates
 
     def reset_parameters(self) -> None:
-        """GTPT's initialisation for training from scratch: convolutions ``N(0, 0.001)``,
-        BatchNorm ``(1, 0)``, token embeddings truncated normal with std 0.02."""
+        """GTPT's initialisation for training from scratch: convolution weights
+        ``N(0, 0.001)`` (biases keep PyTorch's default), BatchNorm ``(1, 0)``, token embeddings
+        truncated normal with std 0.02."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, std=0.001)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
@@ -211,7 +224,8 @@ class GTPT(nn.Module):
     # -- forward ------------------------------------------------------------------------------
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """``images [B, 3, 256, 192]`` -> ``(x_logits [B, K, 384], y_logits [B, K, 512])``."""
+        """``images [B, 3, H, W]`` -> ``(x_logits [B, K, 2W], y_logits [B, K, 2H])``; at the
+        published 256x192: ``[B, K, 384]`` and ``[B, K, 512]``."""
         out = self.forward_tokens(images)
         return out.x_logits, out.y_logits
 
@@ -232,13 +246,13 @@ class GTPT(nn.Module):
         return self.encode(visual, rates), self.encode(visual, UNPRUNED)
 
     def embed(self, images: Tensor) -> Tensor:
-        """Stem and patch embedding: ``[B, 3, 256, 192] -> [B, 256, D]`` (no positions)."""
+        """Stem and patch embedding: ``[B, 3, H, W] -> [B, H/16 * W/12, D]`` (no positions)."""
         images = check_floating("images", images, ndim=4)
-        expected = (3, *IMAGE_SIZE)
+        expected = (3, *self.image_size)
         if tuple(images.shape[1:]) != expected:
             raise ValueError(
-                f"images must have shape [B, 3, {IMAGE_SIZE[0]}, {IMAGE_SIZE[1]}], got "
-                f"{tuple(images.shape)}"
+                f"images must have shape [B, 3, {self.image_size[0]}, {self.image_size[1]}], "
+                f"got {tuple(images.shape)}"
             )
         weight = self.patch_embed.weight
         if images.dtype != weight.dtype or images.device != weight.device:

@@ -1,7 +1,8 @@
 """GTPT's convolutional stems, built from ShuffleNetV2 inverted-residual blocks.
 
-Submodule names follow the common ShuffleNetV2 layout (``conv1``, ``layer``, ``branch1``,
-``branch2`` and their Sequential indices), which is also the official checkpoint's layout.
+Submodule names and their order follow the official GTPT stems (``conv1``, ``layer`` for T/S;
+``down_layer*``, ``upsample*``, ``up_layer*`` for B; ``branch1``/``branch2`` inside a unit), so
+the official checkpoints' stem entries load unchanged.
 """
 
 from __future__ import annotations
@@ -100,36 +101,32 @@ class ShuffleStem(nn.Module):
         return self.layer(self.conv1(images))
 
 
-class TopDownStep(nn.Module):
-    """Upsample a coarse map 2x (``1x1 conv -> PixelShuffle(2) -> BN -> ReLU``), concatenate
-    the skip connection, fuse with a ``1x1`` conv and refine with ShuffleNetV2 units."""
+def upsample(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Double the resolution: ``1x1 conv -> PixelShuffle(2) -> BN -> ReLU``."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 4 * out_channels, 1),
+        nn.PixelShuffle(2),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
 
-    def __init__(self, coarse: int, skip: int, out_channels: int, refine_blocks: int) -> None:
-        super().__init__()
-        self.up = nn.Sequential(
-            nn.Conv2d(coarse, 4 * out_channels, 1),
-            nn.PixelShuffle(2),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
-        self.fuse = _conv_bn_relu(out_channels + skip, out_channels, 1, 1)
-        self.refine = nn.Sequential(
-            *(InvertedResidual(out_channels, out_channels, 1) for _ in range(refine_blocks))
-        )
 
-    def forward(self, coarse: Tensor, skip: Tensor) -> Tensor:
-        return self.refine(self.fuse(torch.cat([self.up(coarse), skip], dim=1)))
+def fuse_stage(channels: int, blocks: int) -> nn.Sequential:
+    """Fuse a concatenated skip and upsampled map (``2C -> C``, 1x1), then refine with
+    ShuffleNetV2 units."""
+    return nn.Sequential(
+        _conv_bn_relu(2 * channels, channels, 1, 1),
+        *(InvertedResidual(channels, channels, 1) for _ in range(blocks)),
+    )
 
 
 class UShapedStem(nn.Module):
     """GTPT-B stem: three ShuffleNetV2 stages down to 1/16, then two top-down steps back to 1/4.
 
-    ``conv3x3 s2 (64) -> stage 256 @1/4 -> stage 384 @1/8 -> stage 512 @1/16``, then
-    ``512 -> 384 @1/8`` and ``384 -> 256 @1/4``, each fusing the skip of its resolution.
-    GTPT's notes describe this stem but its exact layers were not available; with the widths
-    above, the stem has 3.03 M parameters and GTPT-B 8.32 M and 3.65 / 4.02 GMACs (COCO /
-    WholeBody), the counts measured on the official GTPT-B (3.03 M stem, 8.37 M with its 0.05 M
-    positional table, 3.65 / 4.02 GMACs).
+    ``conv3x3 s2 (64) -> 256 @1/4 -> 384 @1/8 -> 512 @1/16``; each top-down step upsamples the
+    coarser map, concatenates it *after* the skip connection of its resolution, fuses with a
+    1x1 convolution and refines with two units. Module names follow the official GTPT-B, so its
+    checkpoints load unchanged.
     """
 
     def __init__(
@@ -143,15 +140,18 @@ class UShapedStem(nn.Module):
         c4, c8, c16 = widths
         self.out_channels = c4
         self.conv1 = _conv_bn_relu(3, stem_width, 3, 2)
-        self.down4 = shuffle_stage(stem_width, c4, blocks)
-        self.down8 = shuffle_stage(c4, c8, blocks)
-        self.down16 = shuffle_stage(c8, c16, blocks)
-        self.up8 = TopDownStep(c16, c8, c8, refine_blocks)
-        self.up4 = TopDownStep(c8, c4, c4, refine_blocks)
+        self.down_layer1 = shuffle_stage(stem_width, c4, blocks)
+        self.down_layer2 = shuffle_stage(c4, c8, blocks)
+        self.down_layer3 = shuffle_stage(c8, c16, blocks)
+        self.upsample1 = upsample(c16, c8)
+        self.upsample2 = upsample(c8, c4)
+        self.up_layer1 = fuse_stage(c8, refine_blocks)
+        self.up_layer2 = fuse_stage(c4, refine_blocks)
 
     def forward(self, images: Tensor) -> Tensor:
         """``[B, 3, H, W] -> [B, 256, H/4, W/4]``."""
-        f4 = self.down4(self.conv1(images))
-        f8 = self.down8(f4)
-        f16 = self.down16(f8)
-        return self.up4(self.up8(f16, f8), f4)
+        f4 = self.down_layer1(self.conv1(images))
+        f8 = self.down_layer2(f4)
+        f16 = self.down_layer3(f8)
+        f8 = self.up_layer1(torch.cat([f8, self.upsample1(f16)], dim=1))
+        return self.up_layer2(torch.cat([f4, self.upsample2(f8)], dim=1))

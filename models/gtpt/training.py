@@ -46,9 +46,12 @@ def keep_rate_schedule(
     raise ValueError(f"kind must be 'direct', 'linear' or 'cosine', got {kind!r}")
 
 
-def targets_for(keypoints: Tensor, visible: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """SimCC targets of keypoints given in 256x192 input pixels: ``(x, y, weight)``."""
-    height, width = IMAGE_SIZE
+def targets_for(
+    keypoints: Tensor, visible: Tensor, image_size: tuple[int, int] = IMAGE_SIZE
+) -> tuple[Tensor, Tensor, Tensor]:
+    """SimCC targets of keypoints in input pixels (``image_size = (height, width)``):
+    ``(x, y, weight)``."""
+    height, width = image_size
     return simcc_targets(keypoints, visible, (width, height), SPLIT_RATIO, SIGMA)
 
 
