@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine with Python >= 3.10:
-#   make demo   installs everything into .venv and runs the showcase
+#   make demo   installs everything into .venv and runs the GTPT training demo
 #   make test   installs everything into .venv and runs ruff and the test suite
 # Both are idempotent: the install step reruns only when pyproject.toml changes.
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m benchmarks.showcase
+	$(BIN)/python -m models.gtpt.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

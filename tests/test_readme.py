@@ -21,6 +21,7 @@ def test_readme_example_runs(code, capsys):
 
 
 def test_readme_gives_exactly_the_two_setup_commands():
-    bash = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    quick_start = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    bash = re.findall(r"```bash\n(.*?)```", quick_start, flags=re.DOTALL)
     commands = [line.split("#")[0].strip() for block in bash for line in block.splitlines()]
     assert [c for c in commands if c] == ["make demo", "make test"]

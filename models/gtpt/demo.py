@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import sys
 import time
@@ -212,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         f"evaluated on {len(trainer.val_set)} people with flip testing"
         f"{' (EMA weights)' if trainer.ema is not None else ''}. PCK@0.1: keypoints within 0.1"
         " x the box's longer side.",
+        f"torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()} CPU"
+        f" with {os.cpu_count()} cores.",
         "",
         "| keep rates | AP | AR | PCK@0.1 | paper GMACs | all GMACs | params (M) "
         "| CPU ms/image (1 thread) |",
