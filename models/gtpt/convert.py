@@ -10,18 +10,10 @@ import torch
 from torch import Tensor
 
 from models.common.checkpoint import load_state_dict_file
+from models.common.official_blocks import rename_layer_entry
 
 __all__ = ["convert_official_state_dict", "load_official_checkpoint"]
 
-# (official pattern, our name) for the transformer; \1 is the layer index.
-_BLOCK_RULES = [
-    (r"0\.fn\.norm\.(weight|bias)$", r"norm1.\1"),
-    (r"0\.fn\.fn\.to_qkv\.(weight|bias)$", r"attn.qkv.\1"),
-    (r"0\.fn\.fn\.to_out\.0\.(weight|bias)$", r"attn.proj.\1"),
-    (r"1\.fn\.norm\.(weight|bias)$", r"norm2.\1"),
-    (r"1\.fn\.fn\.net\.0\.(weight|bias)$", r"mlp.fc1.\1"),
-    (r"1\.fn\.fn\.net\.3\.(weight|bias)$", r"mlp.fc2.\1"),
-]
 _RENAMES = {
     "human_token": "human_token",
     "keypoint_token": "keypoint_tokens",
@@ -55,9 +47,7 @@ def _rename_features(name: str) -> str | None:
         if rest == "0.fn.fn.mask":
             return None  # the attention mask buffer: our model takes a key mask instead
         block = index + (_COARSE_LAYERS if kind == "group_layers" else 0)
-        for pattern, replacement in _BLOCK_RULES:
-            if re.match(pattern, rest):
-                return f"blocks.{block}." + re.sub(pattern, replacement, rest)
+        return f"blocks.{block}." + rename_layer_entry(rest)
     raise KeyError(name)
 
 

@@ -1,0 +1,119 @@
+"""TokenPose-S-v1 and PPT-S from tokenprune: official equivalence, published counts, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.ppt import build_ppt, convert_official_state_dict, load_official_checkpoint
+from models.tokenpose import TokenPose, build_tokenpose
+from tests.fixtures import load_fixture
+from tokenprune import count_flops
+
+
+@pytest.fixture(scope="module")
+def official():
+    return load_fixture("ppt_s_coco")
+
+
+def test_ppt_s_reproduces_the_official_outputs_and_kept_tokens(official):
+    state_dict, io = official
+    model = build_ppt("s", backend="torch")
+    model.load_state_dict(convert_official_state_dict(state_dict), strict=True)
+    with torch.no_grad():
+        out = model.eval().forward_tokens(torch.from_numpy(io["input"]))
+    torch.testing.assert_close(out.heatmaps, torch.from_numpy(io["out_heatmap"]), atol=1e-5,
+                               rtol=0)  # fmt: skip
+    assert len(out.kept) == 3
+    for step, kept in enumerate(out.kept, start=1):
+        assert torch.equal(kept.sort(-1).values, torch.from_numpy(io[f"kept_stage{step}"]))
+
+
+def test_released_checkpoint_files_load_with_weights_only(official, tmp_path):
+    state_dict, io = official
+    path = tmp_path / "ppt_s.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state_dict.items()}}, path)
+    model = load_official_checkpoint(path, build_ppt("s", backend="torch"))
+    with torch.no_grad():
+        heatmaps = model(torch.from_numpy(io["input"]))
+    torch.testing.assert_close(heatmaps, torch.from_numpy(io["out_heatmap"]), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="sine table"):
+        load_official_checkpoint(path, build_ppt("s", image_size=(128, 96)))
+
+
+@pytest.mark.parametrize(
+    ("build", "published_params", "published_gmacs", "exact_macs"),
+    [(build_tokenpose, 6.6, 2.4, 2_413_691_136), (build_ppt, 6.6, 2.0, 2_024_217_600)],
+)
+def test_counts_match_the_published_tables(build, published_params, published_gmacs,
+                                           exact_macs):  # fmt: skip
+    report = count_flops(build("s").eval(), torch.randn(1, 3, 256, 192))
+    assert report.params == 6_620_736  # the official implementation's count (fixture meta)
+    assert abs(report.params / 1e6 / published_params - 1) < 0.02
+    assert abs(report.paper_macs / 1e9 / published_gmacs - 1) < 0.02
+    assert report.paper_macs == exact_macs  # thop's count of the official implementation
+    assert report.macs > report.paper_macs  # attention products come on top
+
+
+def test_ppt_keeps_the_ceiling_of_the_ratio_at_each_step():
+    model = build_ppt("s", backend="torch").eval()
+    with torch.no_grad():
+        out = model.forward_tokens(torch.randn(1, 3, 256, 192))
+    assert [k.shape[1] for k in out.kept] == [180, 126, 89]
+    for earlier, later in zip(out.kept, out.kept[1:], strict=False):
+        assert set(later.tolist()[0]) <= set(earlier.tolist()[0])
+
+
+@settings(max_examples=6, deadline=None)
+@given(ratio=st.floats(0.05, 1.0), batch=st.integers(1, 2))
+def test_small_models_prune_consistently(ratio, batch):
+    torch.manual_seed(0)
+    model = TokenPose(image_size=(64, 48), dim=32, depth=4, num_heads=2, prune_after=(1, 3),
+                      keep_ratio=ratio, backend="torch").eval()  # fmt: skip
+    with torch.no_grad():
+        out = model.forward_tokens(torch.randn(batch, 3, 64, 48))
+    assert out.heatmaps.shape == (batch, 17, 16, 12)
+    counts, present = [], model.num_visual  # 16 visual tokens
+    for _ in model.prune_after:
+        kept = model.pruner.num_kept(present, ratio)
+        if kept < present:
+            counts.append(kept)
+        present = kept
+    assert [k.shape[1] for k in out.kept] == counts
+    for kept in out.kept:
+        assert all(len(set(row.tolist())) == len(row) for row in kept)
+
+
+def test_ratio_one_is_tokenpose():
+    torch.manual_seed(0)
+    pruned = build_ppt("s", backend="torch").eval()
+    unpruned = build_tokenpose("s", backend="torch").eval()
+    unpruned.load_state_dict(pruned.state_dict())
+    pruned.keep_ratio = 1.0
+    images = torch.randn(1, 3, 256, 192)
+    with torch.no_grad():
+        out = pruned.forward_tokens(images)
+        torch.testing.assert_close(out.heatmaps, unpruned(images))
+    assert out.kept == ()
+
+
+def test_bad_input_is_rejected():
+    model = build_ppt("s", backend="torch")
+    with pytest.raises(ValueError, match=r"images must have shape \[B, 3, 256, 192\]"):
+        model(torch.randn(1, 3, 128, 96))
+    with pytest.raises(TypeError, match="images"):
+        model(torch.zeros(1, 3, 256, 192, dtype=torch.long))
+    with pytest.raises(ValueError, match="keep_ratio"):
+        model.keep_ratio = 0.0
+    with pytest.raises(ValueError, match="variant"):
+        build_ppt("b")
+    with pytest.raises(ValueError, match="multiples of"):
+        TokenPose(image_size=(250, 192))
+    with pytest.raises(ValueError, match="prune_after"):
+        TokenPose(prune_after=(12,))
+    with pytest.raises(TypeError, match="mapping"):
+        convert_official_state_dict([1, 2])
+    with pytest.raises(ValueError, match="not in the official"):
+        convert_official_state_dict({"features.transformer.layers.0.2.weight": torch.zeros(1)})
