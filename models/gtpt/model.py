@@ -28,10 +28,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from models.common.inputs import check_images
 from models.common.positional import sine_positional_embedding
 from models.common.simcc import SimCCHead
 from tokenprune import GroupTokenPruner, TransformerBlock, softmax_pool_score, token_scores
-from tokenprune._validation import check_floating, check_keep_rate
+from tokenprune._validation import check_keep_rate
 
 from .config import (
     BODY_GROUPS,
@@ -247,19 +248,7 @@ class GTPT(nn.Module):
 
     def embed(self, images: Tensor) -> Tensor:
         """Stem and patch embedding: ``[B, 3, H, W] -> [B, H/16 * W/12, D]`` (no positions)."""
-        images = check_floating("images", images, ndim=4)
-        expected = (3, *self.image_size)
-        if tuple(images.shape[1:]) != expected:
-            raise ValueError(
-                f"images must have shape [B, 3, {self.image_size[0]}, {self.image_size[1]}], "
-                f"got {tuple(images.shape)}"
-            )
-        weight = self.patch_embed.weight
-        if images.dtype != weight.dtype or images.device != weight.device:
-            raise ValueError(
-                f"images ({images.dtype} on {images.device}) must match the model's parameters "
-                f"({weight.dtype} on {weight.device})"
-            )
+        images = check_images(images, self.image_size, self.patch_embed.weight)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         features = self.patch_norm(self.stem(images))

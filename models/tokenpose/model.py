@@ -20,9 +20,10 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from models.common.inputs import check_images
 from models.common.positional import sine_positional_embedding
 from tokenprune import GroupTokenPruner, TransformerBlock, token_scores
-from tokenprune._validation import check_floating, check_keep_rate
+from tokenprune._validation import check_keep_rate
 
 from .stem import StemNet
 
@@ -122,18 +123,7 @@ class TokenPose(nn.Module):
 
     def embed(self, images: Tensor) -> Tensor:
         """Stem and patch embedding: ``[B, 3, H, W] -> [B, H/16 * W/12, D]`` (no positions)."""
-        images = check_floating("images", images, ndim=4)
-        if tuple(images.shape[1:]) != (3, *self.image_size):
-            raise ValueError(
-                f"images must have shape [B, 3, {self.image_size[0]}, {self.image_size[1]}], "
-                f"got {tuple(images.shape)}"
-            )
-        weight = self.patch_embed.weight
-        if images.dtype != weight.dtype or images.device != weight.device:
-            raise ValueError(
-                f"images ({images.dtype} on {images.device}) must match the model's parameters "
-                f"({weight.dtype} on {weight.device})"
-            )
+        images = check_images(images, self.image_size, self.patch_embed.weight)
         rows, cols = PATCH_SIZE
         patches = rearrange(self.stem(images), "b c (h p1) (w p2) -> b (h w) (p1 p2 c)",
                             p1=rows, p2=cols)  # fmt: skip
