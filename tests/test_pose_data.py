@@ -10,8 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
+from models.common.heatmap import decode_heatmaps
 from models.common.keypoints import COCO_FLIP_PAIRS
-from models.pose.data import KeypointDataset, load_annotations, simcc_target_fn
+from models.pose.data import (
+    KeypointDataset,
+    heatmap_target_fn,
+    load_annotations,
+    simcc_target_fn,
+)  # fmt: skip
 from models.pose.evaluation import evaluate_keypoints, evaluate_wholebody, keypoint_results
 from models.pose.synthetic import generate_split, render_image
 from models.pose.transforms import Augmentation, affine_matrix, transform_points, warp
@@ -128,6 +134,19 @@ def test_dataset_items_and_deterministic_augmentation(coco_set):
     assert all((item[k] == again[k]).all() for k in item)
     dataset.set_epoch(1)
     assert not (dataset[2]["image"] == item["image"]).all()
+
+
+def test_heatmap_targets_of_dataset_items_peak_at_the_keypoints(coco_set):
+    root, path = coco_set
+    dataset = KeypointDataset(path, root / "images" / "val", (64, 48),
+                              targets=heatmap_target_fn((64, 48), (16, 12)))  # fmt: skip
+    item = dataset[0]
+    assert item["target_heatmaps"].shape == (17, 16, 12)
+    labelled = item["target_weight"] > 0
+    assert labelled.sum() > 5
+    coords, _ = decode_heatmaps(item["target_heatmaps"][None], stride=(4.0, 4.0))
+    error = (coords[0] - item["keypoints"]).abs()[labelled]
+    assert (error <= 2.0).all()  # within half a cell
 
 
 def test_ground_truth_scores_ap_one_and_noise_less(coco_set, wholebody_set):

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.gtpt.train import build_trainer, load_config, main
+from models.gtpt.train import build_trainer, main
+from models.pose.cli import load_config
 from models.pose.engine import load_training_checkpoint
 from models.pose.synthetic import generate_split
 from tests.fixtures import load_fixture
@@ -150,6 +151,7 @@ def test_sigterm_writes_a_checkpoint_that_resumes(data, tmp_path):
                                text=True)  # fmt: skip
     metrics = output / "metrics.jsonl"
     deadline = time.time() + 120
+
     def steps_logged() -> int:
         return len(metrics.read_text().splitlines()) if metrics.is_file() else 0
 
@@ -182,4 +184,4 @@ def test_two_process_ddp_on_gloo(data, tmp_path):
     # each of the 2 processes sees half the training people per epoch
     people = len(_trainer(data, tmp_path / "probe").train_set)
     assert state["position"]["global_step"] == (people + 1) // 2 // 4
-    assert np.isfinite(json.loads(result.stdout[result.stdout.index("{"):])["AP"])
+    assert np.isfinite(json.loads(result.stdout[result.stdout.index("{") :])["AP"])

@@ -8,8 +8,15 @@ from .attention import (
     group_attention,
 )
 from .blocks import DropPath, Mlp, TransformerBlock
+from .cgsr import CGSRAttention, cgsr_attention_reference
 from .flops import FlopReport, count_flops
-from .losses import bin_kl_divergence, global_perceived_loss, keypoint_kl_loss
+from .losses import (
+    bin_kl_divergence,
+    global_perceived_loss,
+    kept_attention_distillation_loss,
+    keypoint_kl_loss,
+    token_feature_distillation_loss,
+)
 from .pruner import GroupTokenPruner, PrunedTokens, keep_count
 from .schedules import (
     ConstantKeepRate,
@@ -24,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AttentionLogits",
+    "CGSRAttention",
     "ConstantKeepRate",
     "CosineWarmupKeepRate",
     "DropPath",
@@ -37,6 +45,7 @@ __all__ = [
     "TransformerBlock",
     "available_backends",
     "bin_kl_divergence",
+    "cgsr_attention_reference",
     "cls_score",
     "count_flops",
     "fuse_pruned_tokens",
@@ -45,10 +54,12 @@ __all__ = [
     "global_perceived_loss",
     "group_attention",
     "keep_count",
+    "kept_attention_distillation_loss",
     "keypoint_kl_loss",
     "mean_score",
     "pruned_token_weights",
     "select_topk",
     "softmax_pool_score",
+    "token_feature_distillation_loss",
     "token_scores",
 ]

@@ -34,13 +34,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from models.pose.cli import load_config
 from models.pose.data import KeypointDataset, Person
 from models.pose.engine import predict_dataset
 from models.pose.evaluation import evaluate_keypoints, keypoint_results
 from models.pose.synthetic import SKELETON, generate_split
 from tokenprune import count_flops
 
-from .train import build_trainer, load_config
+from .train import build_trainer
 
 CONFIG = Path(__file__).with_name("configs") / "synthetic_demo.yaml"
 #: Keep rates evaluated: unpruned, milder than published, published, harsher.

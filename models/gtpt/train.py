@@ -9,37 +9,28 @@
 
 ``--set section.key=value`` overrides a config entry (e.g. ``--set train.epochs=5``). The data
 folder holds the files named in the config's ``data`` section (COCO's layout by default; the
-synthetic data set of ``models.pose.synthetic`` has its own config).
+synthetic data set of ``models.pose.synthetic`` has its own config). The command line itself is
+:mod:`models.pose.cli`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-import yaml
 from torch import Tensor, nn
 
 from models.common.simcc import decode_simcc, flip_test
-from models.pose.data import KeypointDataset, simcc_target_fn
-from models.pose.engine import PoseTask, TrainConfig, Trainer, load_training_checkpoint
-from models.pose.transforms import Augmentation
+from models.pose.cli import ModelFamily, run
+from models.pose.cli import build_trainer as build_pose_trainer
+from models.pose.data import simcc_target_fn
+from models.pose.engine import PoseTask, Trainer
 
 from .build import build_gtpt
 from .config import LAYOUTS, SPLIT_RATIO
 from .convert import load_official_checkpoint
 from .training import SIGMA, gtpt_loss, keep_rate_schedule
-
-DEFAULT_DATA = {
-    "train_annotations": "annotations/person_keypoints_train2017.json",
-    "train_images": "train2017",
-    "val_annotations": "annotations/person_keypoints_val2017.json",
-    "val_images": "val2017",
-}
 
 
 class _TrainingPasses(nn.Module):
@@ -102,100 +93,29 @@ class GTPTTask(PoseTask):
         return simcc_target_fn(self.image_size, SPLIT_RATIO, SIGMA)
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
-    """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config {str(path)!r} does not exist")
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"config {str(path)!r} is not valid YAML: {error}") from None
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or "." not in key:
-            raise ValueError(f"--set takes section.key=value, got {item!r}")
-        section, name = key.split(".", 1)
-        config.setdefault(section, {})[name] = yaml.safe_load(value)
-    unknown = set(config) - {"model", "curriculum", "data", "train", "augmentation"}
-    if unknown:
-        raise ValueError(f"config {str(path)!r} has unknown sections {sorted(unknown)}")
-    return config
+def make_task(config: dict) -> GTPTTask:
+    """The GTPT task of a config's ``model`` and ``curriculum`` sections."""
+    curriculum = dict(config.get("curriculum", {}))
+    if "kind" in curriculum:
+        curriculum["curriculum"] = curriculum.pop("kind")
+    return GTPTTask(**config.get("model", {}), **curriculum)
+
+
+def _load_official(path: Path, task: GTPTTask) -> nn.Module:
+    return load_official_checkpoint(path, task.variant, task.dataset)
+
+
+FAMILY = ModelFamily("GTPT", make_task, _load_official)
 
 
 def build_trainer(config: dict, data_root: str | Path, output: str | Path,
                   with_train: bool = True) -> Trainer:  # fmt: skip
-    """The task, data sets and trainer a config describes."""
-    curriculum = dict(config.get("curriculum", {}))
-    if "kind" in curriculum:
-        curriculum["curriculum"] = curriculum.pop("kind")
-    task = GTPTTask(**config.get("model", {}), **curriculum)
-    data = {**DEFAULT_DATA, **config.get("data", {})}
-    root = Path(data_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
-    train_cfg = TrainConfig(output=str(output), **config.get("train", {}))
-    layout = LAYOUTS[task.dataset]
-    train_set = None
-    if with_train:
-        augmentation = Augmentation(**config.get("augmentation", {}))
-        train_set = KeypointDataset(
-            root / data["train_annotations"], root / data["train_images"], task.image_size,
-            task.num_keypoints, task.target_fn(), augmentation, layout.flip_pairs,
-            seed=train_cfg.seed,
-        )  # fmt: skip
-    val_annotations = root / data["val_annotations"]
-    val_set = KeypointDataset(val_annotations, root / data["val_images"], task.image_size,
-                              task.num_keypoints)  # fmt: skip
-    return Trainer(task, train_cfg, train_set, val_set, val_annotations)
+    """The GTPT task, data sets and trainer a config describes."""
+    return build_pose_trainer(make_task(config), config, data_root, output, with_train)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--data", required=True, type=Path, help="data set root folder")
-    parser.add_argument("--output", type=Path, default=Path("runs/gtpt"))
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.KEY=VALUE")  # fmt: skip
-    parser.add_argument("--resume", type=Path, help="continue from a checkpoint of this CLI")
-    parser.add_argument("--eval-only", action="store_true")
-    parser.add_argument("--checkpoint", type=Path, help="with --eval-only: a checkpoint of ours")
-    parser.add_argument(
-        "--official-checkpoint", type=Path,
-        help="with --eval-only: a released checkpoint of the official implementation",
-    )  # fmt: skip
-    args = parser.parse_args(argv)
-
-    config = load_config(args.config, args.overrides)
-    trainer = build_trainer(config, args.data, args.output, with_train=not args.eval_only)
-    if args.eval_only:
-        if args.official_checkpoint is not None:
-            official = load_official_checkpoint(args.official_checkpoint, trainer.task.variant,
-                                                trainer.task.dataset)  # fmt: skip
-            model = official.to(trainer.device)
-        elif args.checkpoint is not None:
-            state = load_training_checkpoint(args.checkpoint)
-            trainer.model.load_state_dict(state["ema"] or state["model"])
-            model = trainer.model
-        else:
-            parser.error("--eval-only needs --checkpoint or --official-checkpoint")
-        metrics = trainer.evaluate(model, results_file="results.json")
-        if trainer.is_main:
-            print(json.dumps(metrics, indent=2))
-        return 0
-    if args.resume is not None:
-        trainer.resume(args.resume)
-    try:
-        metrics = trainer.fit()
-    except KeyboardInterrupt as stop:
-        if trainer.is_main:
-            print(f"\n{stop}", file=sys.stderr)
-        return 130
-    if trainer.is_main:
-        print(json.dumps(metrics, indent=2))
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-    return 0
+    return run(FAMILY, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from models.common.heatmap import heatmap_targets
 from models.common.simcc import simcc_targets
 
 from .transforms import (
@@ -31,7 +32,9 @@ from .transforms import (
     warp,
 )
 
-__all__ = ["KeypointDataset", "Person", "load_annotations", "simcc_target_fn"]
+__all__ = [
+    "KeypointDataset", "Person", "heatmap_target_fn", "load_annotations", "simcc_target_fn",
+]  # fmt: skip
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -156,6 +159,23 @@ def simcc_target_fn(
             (width, height), split_ratio, sigma,
         )  # fmt: skip
         return {"target_x": tx[0], "target_y": ty[0], "target_weight": weight[0]}
+
+    return targets
+
+
+def heatmap_target_fn(
+    image_size: tuple[int, int], heatmap_size: tuple[int, int], sigma: float = 2.0
+) -> TargetFn:
+    """Targets for heatmap models: ``target_heatmaps [K, h, w]`` and ``target_weight [K]``;
+    sizes are ``(height, width)`` like the model's."""
+    (height, width), (map_h, map_w) = image_size, heatmap_size
+
+    def targets(points: np.ndarray, visible: np.ndarray) -> dict[str, Tensor]:
+        heatmaps, weight = heatmap_targets(
+            torch.from_numpy(points).float()[None], torch.from_numpy(visible)[None],
+            (width, height), (map_w, map_h), sigma,
+        )  # fmt: skip
+        return {"target_heatmaps": heatmaps[0], "target_weight": weight[0]}
 
     return targets
 

@@ -209,10 +209,12 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.model = task.build_model().to(self.device)
-        self.step_module = task.training_module(self.model)
-        if self.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.step_module = nn.parallel.DistributedDataParallel(self.step_module, ids)
+        self.step_module = None  # only a trainer with training data builds the training passes
+        if train_set is not None:
+            self.step_module = task.training_module(self.model)
+            if self.distributed:
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                self.step_module = nn.parallel.DistributedDataParallel(self.step_module, ids)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.sampler = None
         self.steps_per_epoch = 1

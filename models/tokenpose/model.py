@@ -31,17 +31,35 @@ PATCH_SIZE = (4, 3)  # rows, columns of stem features per visual token
 STEM_STRIDE = 4
 
 
+class LayerRecord(NamedTuple):
+    """What a recorded layer saw (for distillation): see :meth:`TokenPose.forward_tokens`.
+
+    Attributes:
+        attention: ``[B, heads, K, n]`` pre-softmax logits of the keypoint queries against the
+            ``n`` visual tokens present at the layer.
+        visual_ids: ``[B, n]`` original patch indices of those visual tokens (the columns of
+            ``attention``).
+        keypoint_tokens: ``[B, K, D]`` keypoint tokens after the layer.
+    """
+
+    attention: Tensor
+    visual_ids: Tensor
+    keypoint_tokens: Tensor
+
+
 class TokenPoseOutput(NamedTuple):
-    """Heatmaps and the visual tokens kept at each pruning step.
+    """Heatmaps, the visual tokens kept at each pruning step and the recorded layers.
 
     Attributes:
         heatmaps: ``[B, K, H/4, W/4]``.
         kept: one ``[B, n_i]`` tensor per pruning step that removed tokens: original patch
             indices (row-major over the token grid), in the order the tokens sit in the model.
+        records: one :class:`LayerRecord` per layer asked for, in layer order.
     """
 
     heatmaps: Tensor
     kept: tuple[Tensor, ...]
+    records: tuple[LayerRecord, ...] = ()
 
 
 class TokenPose(nn.Module):
@@ -117,9 +135,11 @@ class TokenPose(nn.Module):
         """``images [B, 3, H, W] -> heatmaps [B, K, H/4, W/4]``."""
         return self.forward_tokens(images).heatmaps
 
-    def forward_tokens(self, images: Tensor) -> TokenPoseOutput:
-        """Heatmaps and the kept visual tokens of every pruning step."""
-        return self.encode(self.embed(images))
+    def forward_tokens(self, images: Tensor, record: Sequence[int] = ()) -> TokenPoseOutput:
+        """Heatmaps, the kept visual tokens of every pruning step and, for each 1-based layer
+        in ``record``, the keypoint queries' attention logits (before that layer's pruning)
+        and the keypoint tokens after the layer."""
+        return self.encode(self.embed(images), record)
 
     def embed(self, images: Tensor) -> Tensor:
         """Stem and patch embedding: ``[B, 3, H, W] -> [B, H/16 * W/12, D]`` (no positions)."""
@@ -129,13 +149,17 @@ class TokenPose(nn.Module):
                             p1=rows, p2=cols)  # fmt: skip
         return self.patch_embed(patches)
 
-    def encode(self, visual: Tensor) -> TokenPoseOutput:
-        """The transformer and head from patch embeddings ``[B, N, D]``."""
+    def encode(self, visual: Tensor, record: Sequence[int] = ()) -> TokenPoseOutput:
+        """The transformer and head from patch embeddings ``[B, N, D]`` (``record``: see
+        :meth:`forward_tokens`)."""
+        record = set(record)
+        if any(not (isinstance(layer, int) and 1 <= layer <= len(self.blocks)) for layer in record):
+            raise ValueError(f"record must hold layers in [1, {len(self.blocks)}], got {record}")
         batch, keypoints = visual.shape[0], self.num_keypoints
         pos = self.pos_embedding.to(visual.dtype).expand(batch, -1, -1)
         ids = torch.arange(self.num_visual, device=visual.device).expand(batch, -1)
         x = torch.cat([self.keypoint_tokens.expand(batch, -1, -1), visual + pos], dim=1)
-        kept = []
+        kept, records = [], []
         for index, block in enumerate(self.blocks):
             if index > 0:  # positions are re-added to the visual tokens before every layer
                 x = torch.cat([x[:, :keypoints], x[:, keypoints:] + pos], dim=1)
@@ -144,15 +168,20 @@ class TokenPose(nn.Module):
                 index + 1 in self.prune_after
                 and self.pruner.num_kept(num_visual, self.keep_ratio) < num_visual
             )
-            if prune:
+            recorded = index + 1 in record
+            if prune or recorded:
                 x, logits = block.attend(x, num_shared=keypoints, score_queries=keypoints)
-                scores = token_scores(logits, "mean")
-                step = self.pruner(x, scores, num_shared=keypoints, keep_rate=self.keep_ratio)
-                x, pos, ids = step.tokens, step.apply(pos), step.apply(ids)
-                kept.append(ids)
+                present = ids
+                if prune:
+                    scores = token_scores(logits, "mean")
+                    step = self.pruner(x, scores, num_shared=keypoints, keep_rate=self.keep_ratio)
+                    x, pos, ids = step.tokens, step.apply(pos), step.apply(ids)
+                    kept.append(ids)
             else:
                 x = block.attend(x)
             x = block.feed_forward(x)
+            if recorded:
+                records.append(LayerRecord(logits.private_logits(), present, x[:, :keypoints]))
         heatmaps = self.head(x[:, :keypoints])
         heatmaps = rearrange(heatmaps, "b k (h w) -> b k h w", h=self.heatmap_size[0])
-        return TokenPoseOutput(heatmaps, tuple(kept))
+        return TokenPoseOutput(heatmaps, tuple(kept), tuple(records))

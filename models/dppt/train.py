@@ -1,0 +1,136 @@
+"""Train DPPT: a PPT student distilled from a trained, frozen TokenPose teacher.
+
+    python -m models.dppt.train --config models/dppt/configs/dppt_s_coco.yaml \\
+        --data /datasets/coco --output runs/dppt_s_coco \\
+        --set model.teacher_checkpoint=runs/tokenpose_s_coco/best.pt
+
+The teacher is a checkpoint of ``python -m models.tokenpose.train`` (``teacher_format: ours``,
+its EMA weights when it kept them) or an official TokenPose checkpoint
+(``teacher_format: official``). Evaluation, resuming and the other options are those of
+:mod:`models.pose.cli`; checkpoints hold the student only.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from models.pose.cli import ModelFamily, run
+from models.pose.engine import load_training_checkpoint
+from models.tokenpose import TokenPose, build_tokenpose, load_official_checkpoint
+from models.tokenpose.train import TokenPoseTask
+
+from .loss import DISTILL_LAYERS, DPPTLoss
+
+__all__ = ["FAMILY", "DPPTTask", "load_teacher", "make_task"]
+
+_TEACHER_FORMATS = ("ours", "official")
+
+
+def load_teacher(path: str | Path, teacher: TokenPose, checkpoint_format: str = "ours") -> None:
+    """Load teacher weights into ``teacher``: a training checkpoint of this project (its EMA
+    weights when present) or an official TokenPose checkpoint."""
+    if checkpoint_format not in _TEACHER_FORMATS:
+        raise ValueError(
+            f"teacher_format must be one of {_TEACHER_FORMATS}, got {checkpoint_format!r}"
+        )
+    if checkpoint_format == "official":
+        load_official_checkpoint(path, teacher)
+        return
+    state = load_training_checkpoint(path)
+    teacher.load_state_dict(state["ema"] or state["model"])
+
+
+class _FrozenTeacher(nn.Module):
+    """A teacher that stays in eval mode, without gradients."""
+
+    def __init__(self, model: TokenPose) -> None:
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> _FrozenTeacher:
+        return self  # never leaves eval mode
+
+    @torch.no_grad()
+    def forward(self, images: Tensor, layers) -> Tensor:
+        return self.model.forward_tokens(images, record=layers)
+
+
+class _DistillationPasses(nn.Module):
+    """``forward(images)`` runs the student and the teacher (what DDP wraps)."""
+
+    def __init__(self, student: TokenPose, teacher: _FrozenTeacher, layers) -> None:
+        super().__init__()
+        self.student, self.teacher, self.layers = student, teacher, tuple(layers)
+
+    def forward(self, images: Tensor):
+        return self.student.forward_tokens(images, record=self.layers), self.teacher(
+            images, self.layers
+        )
+
+
+@dataclass
+class DPPTTask(TokenPoseTask):
+    """A PPT student, a TokenPose teacher of the same size and :class:`DPPTLoss`.
+
+    Attributes (besides :class:`~models.tokenpose.train.TokenPoseTask`'s):
+        teacher_checkpoint: the teacher's weights (needed for training).
+        teacher_format: ``"ours"`` or ``"official"`` (see :func:`load_teacher`).
+        output_weight, attention_weight, feature_weight, layers: see :class:`DPPTLoss`.
+    """
+
+    architecture: str = "ppt"
+    teacher_checkpoint: str | None = None
+    teacher_format: str = "ours"
+    output_weight: float = 1.0
+    attention_weight: float = 1e-4
+    feature_weight: float = 5e-6
+    layers: tuple[int, ...] = field(default=DISTILL_LAYERS)
+
+    def __post_init__(self) -> None:
+        if self.architecture != "ppt":
+            raise ValueError(f"DPPT's student is a PPT, got architecture {self.architecture!r}")
+        super().__post_init__()
+        self.criterion = DPPTLoss(self.output_weight, self.attention_weight,
+                                  self.feature_weight, self.layers)  # fmt: skip
+
+    def build_teacher(self) -> TokenPose:
+        """The teacher with its weights: TokenPose of the student's size."""
+        if self.teacher_checkpoint is None:
+            raise ValueError("DPPT training needs model.teacher_checkpoint (a trained TokenPose)")
+        teacher = build_tokenpose(self.variant, num_keypoints=self.num_keypoints,
+                                  image_size=self.image_size, **self.options)  # fmt: skip
+        load_teacher(self.teacher_checkpoint, teacher, self.teacher_format)
+        return teacher
+
+    def training_module(self, model: nn.Module) -> nn.Module:
+        device = next(model.parameters()).device
+        teacher = _FrozenTeacher(self.build_teacher().to(device))
+        return _DistillationPasses(model, teacher, self.layers)
+
+    def loss(self, outputs, batch: dict[str, Tensor], epoch: float) -> Tensor:
+        student, teacher = outputs
+        return self.criterion(student, teacher, batch["target_heatmaps"],
+                              batch["target_weight"]).total  # fmt: skip
+
+
+def make_task(config: dict) -> DPPTTask:
+    """The task of a config's ``model`` section."""
+    if config.get("curriculum"):
+        raise ValueError("DPPT takes no curriculum section")
+    return DPPTTask(**config.get("model", {}))
+
+
+FAMILY = ModelFamily("DPPT", make_task)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(FAMILY, argv, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
