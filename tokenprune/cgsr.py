@@ -21,6 +21,7 @@ HEViTPose's code is not public; this is the design its figure shows (see the REA
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -128,7 +129,7 @@ class CGSRAttention(nn.Module):
 
     def forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         """``x [B, H*W, C]`` on an ``H x W`` map ``-> [B, H*W, C]``."""
-        x = self._check(x, size)
+        x, size = self._check(x, size)
         outputs = []
         for index, (chunk, group) in enumerate(
             zip(x.chunk(self.groups, dim=-1), self.group_attention, strict=True)
@@ -137,14 +138,15 @@ class CGSRAttention(nn.Module):
             outputs.append(group(group_input, size))
         return self.proj(torch.cat(outputs, dim=-1))
 
-    def _check(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+    def _check(self, x: Tensor, size: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
         x = check_floating("x", x, ndim=3)
-        if not (
-            isinstance(size, (tuple, list))
-            and len(size) == 2
-            and all(isinstance(v, int) and v >= 1 for v in size)
-        ):
+        try:  # ints, or the 0-d tensors that tracing makes of shapes
+            sides = tuple(operator.index(v) for v in size)
+        except TypeError:
+            sides = ()
+        if len(sides) != 2 or min(sides) < 1:
             raise TypeError(f"size must be an (H, W) pair of positive ints, got {size!r}")
+        size = sides
         if x.shape[1] != size[0] * size[1] or x.shape[2] != self.dim:
             raise ValueError(
                 f"x must be [B, H*W, C] = [B, {size[0] * size[1]}, {self.dim}] for size "
@@ -154,13 +156,13 @@ class CGSRAttention(nn.Module):
             raise ValueError(
                 f"size {tuple(size)} is smaller than the reduction {self.reduction} on a side"
             )
-        return x
+        return x, size
 
 
 def cgsr_attention_reference(module: CGSRAttention, x: Tensor, size: tuple[int, int]) -> Tensor:
     """:class:`CGSRAttention` spelled out with an explicit softmax (no fused attention), for
     tests. Same arguments and result as ``module(x, size)``."""
-    x = module._check(x, size)
+    x, size = module._check(x, size)
     outputs = []
     for index, group in enumerate(module.group_attention):
         chunk = x[..., index * module.group_dim : (index + 1) * module.group_dim]

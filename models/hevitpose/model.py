@@ -1,0 +1,168 @@
+"""HEViTPose: a three-stage efficient vision transformer with cascaded group spatial-reduction
+attention and a heatmap head.
+
+HEViTPose (Wu, Tan, Li, arXiv 2311.13615) has no public code; this module follows the network
+figure of the official repository, and every choice the figure leaves open is this project's
+(listed in :mod:`models.hevitpose.build` and the README):
+
+* three stages at 1/4, 1/8 and 1/16 of the input, each an overlapping patch embedding (a
+  strided convolution whose kernel exceeds its stride by the overlap width, PEOW) followed by
+  blocks;
+* a block is the sandwich ``DWConv -> FFN -> CGSR attention -> DWConv -> FFN``, each sub-layer
+  residual (the EfficientViT block layout);
+* the head upsamples the last stage to 1/4 with transposed convolutions and predicts one
+  heatmap per keypoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from einops import rearrange
+from torch import Tensor, nn
+
+from models.common.inputs import check_images
+from tokenprune import CGSRAttention
+
+__all__ = ["HEViTPose", "HEViTPoseConfig", "OverlapPatchEmbed", "SandwichBlock"]
+
+
+@dataclass(frozen=True)
+class HEViTPoseConfig:
+    """The sizes of a HEViTPose network.
+
+    Attributes:
+        widths: channels of the three stages.
+        depths: blocks per stage.
+        groups: CGSR groups per stage.
+        heads_per_group: attention heads inside each group, per stage.
+        reductions: spatial reduction of keys and values per stage.
+        overlaps: patch-embedding overlap width (kernel minus stride) per stage; stage 1 has
+            stride 4, stages 2 and 3 stride 2.
+        key_dim: query/key width per head.
+        ffn_ratio: hidden width of the FFNs over the stage width.
+        head_channels: channels of the two transposed convolutions of the head.
+    """
+
+    widths: tuple[int, int, int]
+    depths: tuple[int, int, int]
+    groups: tuple[int, int, int]
+    heads_per_group: tuple[int, int, int]
+    reductions: tuple[int, int, int] = (4, 2, 1)
+    overlaps: tuple[int, int, int] = (3, 1, 1)
+    key_dim: int = 16
+    ffn_ratio: float = 2.0
+    head_channels: int = 128
+
+
+class OverlapPatchEmbed(nn.Module):
+    """A strided convolution whose kernel (``stride + overlap``) reaches ``overlap`` pixels into
+    the neighbouring patches, then BatchNorm: ``[B, C_in, H, W] -> [B, C, H / s, W / s]`` for
+    sides divisible by the stride."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, overlap: int) -> None:
+        super().__init__()
+        if overlap < 0:
+            raise ValueError(f"overlap must be >= 0, got {overlap}")
+        self.conv = nn.Conv2d(in_channels, out_channels, stride + overlap, stride,
+                              padding=(overlap + 1) // 2, bias=False)  # fmt: skip
+        self.norm = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.conv(x))
+
+
+class _Residual(nn.Module):
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+def _depthwise(dim: int) -> nn.Module:
+    return _Residual(nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False),
+                                   nn.BatchNorm2d(dim)))  # fmt: skip
+
+
+def _ffn(dim: int, ratio: float) -> nn.Module:
+    hidden = int(dim * ratio)
+    return _Residual(nn.Sequential(
+        nn.Conv2d(dim, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, dim, 1, bias=False), nn.BatchNorm2d(dim),
+    ))  # fmt: skip
+
+
+class SandwichBlock(nn.Module):
+    """``DWConv -> FFN -> CGSR attention -> DWConv -> FFN`` on a ``[B, C, H, W]`` map, every
+    sub-layer residual."""
+
+    def __init__(self, dim: int, groups: int, heads_per_group: int, key_dim: int,
+                 reduction: int, ffn_ratio: float) -> None:  # fmt: skip
+        super().__init__()
+        self.dw0, self.ffn0 = _depthwise(dim), _ffn(dim, ffn_ratio)
+        self.attn = CGSRAttention(dim, groups, heads_per_group, key_dim, reduction)
+        self.dw1, self.ffn1 = _depthwise(dim), _ffn(dim, ffn_ratio)
+
+    def forward(self, x: Tensor) -> Tensor:
+        height, width = x.shape[-2:]
+        x = self.ffn0(self.dw0(x))
+        tokens = rearrange(x, "b c h w -> b (h w) c")
+        tokens = tokens + self.attn(tokens, (height, width))
+        x = rearrange(tokens, "b (h w) c -> b c h w", h=height, w=width)
+        return self.ffn1(self.dw1(x))
+
+
+class HEViTPose(nn.Module):
+    """HEViTPose for ``image_size`` crops: heatmaps at 1/4 of the input.
+
+    Args:
+        config: the network sizes.
+        num_keypoints: heatmaps out (16 for MPII, 17 for COCO).
+        image_size: input ``(height, width)``, multiples of 16.
+    """
+
+    def __init__(self, config: HEViTPoseConfig, num_keypoints: int = 16,
+                 image_size: tuple[int, int] = (256, 256)) -> None:  # fmt: skip
+        super().__init__()
+        if image_size[0] % 16 or image_size[1] % 16:
+            raise ValueError(f"image_size must be multiples of 16, got {image_size}")
+        self.config, self.image_size = config, tuple(image_size)
+        self.num_keypoints = num_keypoints
+        stages, in_channels = [], 3
+        for index, stride in enumerate((4, 2, 2)):
+            width = config.widths[index]
+            blocks = [
+                SandwichBlock(width, config.groups[index], config.heads_per_group[index],
+                              config.key_dim, config.reductions[index], config.ffn_ratio)
+                for _ in range(config.depths[index])
+            ]  # fmt: skip
+            embed = OverlapPatchEmbed(in_channels, width, stride, config.overlaps[index])
+            stages.append(nn.Sequential(embed, *blocks))
+            in_channels = width
+        self.stages = nn.ModuleList(stages)
+        layers: list[nn.Module] = []
+        for _ in range(2):  # 1/16 -> 1/8 -> 1/4
+            layers += [
+                nn.ConvTranspose2d(in_channels, config.head_channels, 4, stride=2, padding=1,
+                                   bias=False),
+                nn.BatchNorm2d(config.head_channels), nn.ReLU(inplace=True),
+            ]  # fmt: skip
+            in_channels = config.head_channels
+        layers.append(nn.Conv2d(in_channels, num_keypoints, 1))
+        self.head = nn.Sequential(*layers)
+
+    def features(self, images: Tensor) -> Sequence[Tensor]:
+        """The three stage outputs ``[B, C_s, H / (4, 8, 16), W / (4, 8, 16)]``."""
+        x = check_images(images, self.image_size, self.head[-1].weight)
+        outputs = []
+        for stage in self.stages:
+            x = stage(x)
+            outputs.append(x)
+        return outputs
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``images [B, 3, H, W] -> heatmaps [B, K, H/4, W/4]``."""
+        return self.head(self.features(images)[-1])
