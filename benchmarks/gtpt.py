@@ -24,9 +24,10 @@ from pathlib import Path
 
 import torch
 
-import tokenprune
 from models.gtpt import build_gtpt, optimize_for_inference
 from tokenprune import count_flops
+
+from .report import environment_line, write_atomic
 
 IMAGE = (3, 256, 192)
 UNPRUNED = (1.0, 1.0, 1.0, 1.0)
@@ -207,9 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     header = [
         "# GTPT benchmark",
         "",
-        f"torch {torch.__version__}, tokenprune {tokenprune.__version__}, Python "
-        f"{platform.python_version()}, CPU {platform.machine()} with {os.cpu_count()} cores"
-        + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"),
+        environment_line(),
         "",
     ]
     print("\n".join(header), flush=True)
@@ -220,10 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += speed_table(args.variant, args.batches, sorted(set(args.threads)), args.repeats)
     text = "\n".join(lines) + "\n"
     if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.output.with_suffix(args.output.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(args.output)
+        write_atomic(args.output, text)
     return 0
 
 

@@ -1,0 +1,104 @@
+"""Baselines benchmark: TokenPose-S-v1, PPT-S (= DPPT-S at inference) and HEViTPose-T/S/B.
+
+For each model: parameters, paper-convention multiply-adds (thop's module hooks, what the
+TokenPose/PPT tables call GFLOPs), the full count (fvcore: every convolution and matrix product,
+attention included; what this project matches HEViTPose's GFLOPs with), the published figures,
+and CPU latency. PPT-S is also timed against the same weights unpruned (TokenPose-S-v1), in the
+same run, so the speedup is a ratio of two measurements taken side by side.
+
+    python -m benchmarks.baselines --output benchmarks/results/baselines_cpu.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from models.hevitpose import PUBLISHED as HEVITPOSE_PUBLISHED
+from models.hevitpose import build_hevitpose
+from models.tokenpose import build_ppt, build_tokenpose
+from tokenprune import count_flops
+
+from .gtpt import time_cpu
+from .report import environment_line, write_atomic
+
+POSE = (3, 256, 192)
+MPII = (3, 256, 256)
+
+
+def _models():
+    """(name, model, input shape, published (params M, GFLOPs), note)."""
+    torch.manual_seed(0)
+    tokenpose = build_tokenpose("s").eval()
+    ppt = build_ppt("s").eval()
+    ppt.load_state_dict(tokenpose.state_dict())  # same weights: only the pruning differs
+    yield "TokenPose-S-v1", tokenpose, POSE, (6.6, 2.4), "unpruned"
+    yield "PPT-S / DPPT-S", ppt, POSE, (6.6, 2.0), "pruned 256 -> 180 -> 126 -> 89"
+    for variant in "tsb":
+        params, gflops = HEVITPOSE_PUBLISHED[variant]
+        model = build_hevitpose(variant).eval()
+        yield f"HEViTPose-{variant.upper()}", model, MPII, (params / 1e6, gflops / 1e9), "MPII"
+
+
+def table(batches: list[int], repeats: int) -> list[str]:
+    lines = [
+        "| model | input | params (M) | published | paper GMACs | full GMACs | published "
+        "GFLOPs | " + " | ".join(f"CPU ms, batch {b}" for b in batches) + " | note |",
+        "|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(batches) + "---|",
+    ]
+    latency = {}
+    for name, model, shape, (params, gflops), note in _models():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fvcore's import and tracer warnings
+            report = count_flops(model, torch.randn(1, *shape))
+        times = [time_cpu(model, torch.randn(b, *shape), repeats)[0] for b in batches]
+        latency[name] = times
+        lines.append(
+            f"| {name} | {shape[1]}x{shape[2]} | {report.params / 1e6:.3f} | {params:.2f} | "
+            f"{report.paper_macs / 1e9:.3f} | {report.macs / 1e9:.3f} | {gflops:.2f} | "
+            + " | ".join(f"{t:.1f}" for t in times) + f" | {note} |"
+        )
+        print(lines[-1], flush=True)
+    speedups = [
+        f"batch {b}: {full / pruned:.2f}x"
+        for b, full, pruned in zip(
+            batches, latency["TokenPose-S-v1"], latency["PPT-S / DPPT-S"], strict=True
+        )
+    ]
+    lines += ["", "PPT-S against the same weights unpruned: " + ", ".join(speedups) + "."]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    header = ["# Baselines benchmark", "", environment_line() + f", {args.threads} threads", ""]
+    notes = [
+        "",
+        "Paper GMACs: thop's module hooks (Linear, Conv, normalisation; no attention matmuls). "
+        "thop counts a transposed convolution over its output positions, four times the real "
+        "multiply-adds of HEViTPose's stride-2 head, so for HEViTPose the full count (fvcore, "
+        "transposed convolutions counted over input positions, attention included) is the one "
+        "compared with the published GFLOPs. HEViTPose's configurations are this project's "
+        "(no official code). Latency: median of the repeats after a warm-up, float32, "
+        "eval mode, no BatchNorm folding.",
+    ]
+    print("\n".join(header), flush=True)
+    lines = header + table(args.batches, args.repeats) + notes
+    if args.output is not None:
+        write_atomic(args.output, "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
