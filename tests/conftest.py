@@ -13,6 +13,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # The first call of a case may pay one-off costs (kernel compilation, interpreter warm-up), so
@@ -28,3 +29,14 @@ settings.register_profile(
     "thorough", parent=settings.get_profile("ci"), max_examples=500
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_pose_data(tmp_path_factory):
+    """A tiny synthetic COCO-format data set (6 training and 3 validation images)."""
+    from models.pose.synthetic import generate_split
+
+    root = tmp_path_factory.mktemp("synthetic_pose")
+    generate_split(root, "train", 6, seed=1, image_size=(96, 96), max_people=2)
+    generate_split(root, "val", 3, seed=2, image_size=(96, 96), max_people=2)
+    return root

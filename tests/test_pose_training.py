@@ -17,7 +17,6 @@ import torch
 from models.gtpt.train import build_trainer, main
 from models.pose.cli import load_config
 from models.pose.engine import load_training_checkpoint
-from models.pose.synthetic import generate_split
 from tests.fixtures import load_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,11 +29,8 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    generate_split(root, "train", 6, seed=1, image_size=(96, 96), max_people=2)
-    generate_split(root, "val", 3, seed=2, image_size=(96, 96), max_people=2)
-    return root
+def data(synthetic_pose_data):
+    return synthetic_pose_data  # tests/conftest.py
 
 
 def _trainer(data, output, extra=()):

@@ -11,7 +11,6 @@ import torch
 from models.dppt import DPPTLoss
 from models.dppt.train import main as dppt_main
 from models.pose.engine import load_training_checkpoint
-from models.pose.synthetic import generate_split
 from models.tokenpose import build_ppt, build_tokenpose
 from models.tokenpose.train import main as tokenpose_main
 
@@ -26,11 +25,8 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    generate_split(root, "train", 6, seed=1, image_size=(96, 96), max_people=2)
-    generate_split(root, "val", 3, seed=2, image_size=(96, 96), max_people=2)
-    return root
+def data(synthetic_pose_data):
+    return synthetic_pose_data  # tests/conftest.py
 
 
 def _sets(*items: str) -> list[str]:

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from tokenprune._validation import check_floating
 
-from .keypoints import flip_permutation
+from .keypoints import check_keypoint_inputs, flip_permutation
 
 __all__ = [
     "decode_heatmaps",
@@ -64,13 +64,7 @@ def heatmap_targets(
     """
     width, height = _check_size("image_size", image_size)
     map_w, map_h = _check_size("heatmap_size", heatmap_size)
-    keypoints = check_floating("keypoints", keypoints, ndim=3)
-    if keypoints.shape[-1] != 2:
-        raise ValueError(f"keypoints must be [B, K, 2], got {tuple(keypoints.shape)}")
-    if tuple(visible.shape) != tuple(keypoints.shape[:2]):
-        raise ValueError(
-            f"visible must have shape {tuple(keypoints.shape[:2])}, got {tuple(visible.shape)}"
-        )
+    keypoints = check_keypoint_inputs(keypoints, visible)
     if not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma!r}")
     stride = keypoints.new_tensor([width / map_w, height / map_h])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from torch import Tensor
+
+from tokenprune._validation import check_floating
+
 COCO_KEYPOINTS = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
@@ -69,3 +73,17 @@ WHOLEBODY_SIGMAS = (
     0.029, 0.022, 0.035, 0.037, 0.047, 0.026, 0.025, 0.024, 0.035, 0.018, 0.024, 0.022, 0.026,
     0.017, 0.021, 0.021, 0.032, 0.020, 0.019, 0.022, 0.031,
 )  # fmt: skip
+
+
+def check_keypoint_inputs(keypoints: object, visible: object) -> Tensor:
+    """Require ``keypoints [B, K, 2]`` (floating) and ``visible`` of shape ``[B, K]``; returns
+    the keypoints."""
+    keypoints = check_floating("keypoints", keypoints, ndim=3)
+    if keypoints.shape[-1] != 2:
+        raise ValueError(f"keypoints must be [B, K, 2], got {tuple(keypoints.shape)}")
+    if tuple(getattr(visible, "shape", ())) != tuple(keypoints.shape[:2]):
+        raise ValueError(
+            f"visible must have shape {tuple(keypoints.shape[:2])}, "
+            f"got {tuple(getattr(visible, 'shape', ()))}"
+        )
+    return keypoints

@@ -14,6 +14,8 @@ from torch import Tensor, nn
 
 from tokenprune._validation import check_floating
 
+from .keypoints import check_keypoint_inputs
+
 __all__ = [
     "SimCCHead",
     "decode_simcc",
@@ -68,13 +70,7 @@ def simcc_targets(
     """
     if not (isinstance(image_size, (tuple, list)) and len(image_size) == 2):
         raise TypeError(f"image_size must be a (width, height) pair, got {image_size!r}")
-    keypoints = check_floating("keypoints", keypoints, ndim=3)
-    if keypoints.shape[-1] != 2:
-        raise ValueError(f"keypoints must be [B, K, 2], got {tuple(keypoints.shape)}")
-    if tuple(visible.shape) != tuple(keypoints.shape[:2]):
-        raise ValueError(
-            f"visible must have shape {tuple(keypoints.shape[:2])}, got {tuple(visible.shape)}"
-        )
+    keypoints = check_keypoint_inputs(keypoints, visible)
     width, height = image_size
     bins_x, bins_y = int(width * split_ratio), int(height * split_ratio)
     mu = keypoints * split_ratio

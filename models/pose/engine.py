@@ -85,17 +85,18 @@ class PoseTask(ABC):
     def build_model(self) -> nn.Module:
         """A freshly initialised model."""
 
-    @abstractmethod
     def training_module(self, model: nn.Module) -> nn.Module:
-        """The module whose ``forward(images)`` runs the training forward pass (what DDP wraps)."""
+        """The module whose ``forward(images)`` runs the training forward pass (what DDP wraps);
+        the model itself unless a family needs more (two passes, a teacher)."""
+        return model
 
     @abstractmethod
     def loss(self, outputs, batch: dict[str, Tensor], epoch: float) -> Tensor:
         """The loss of a batch from the training module's outputs."""
 
-    @abstractmethod
-    def prepare_step(self, model: nn.Module, epoch: float) -> None:
-        """Per-step settings at fractional ``epoch`` (e.g. the keep-rate curriculum)."""
+    def prepare_step(self, model: nn.Module, epoch: float) -> None:  # noqa: B027 (optional hook)
+        """Per-step settings at fractional ``epoch`` (e.g. the keep-rate curriculum); none by
+        default."""
 
     @abstractmethod
     def predict(self, model: nn.Module, images: Tensor, flip: bool) -> tuple[Tensor, Tensor]:

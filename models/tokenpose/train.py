@@ -80,12 +80,6 @@ class TokenPoseTask(PoseTask):
             return build_ppt(self.variant, keep_ratio=self.keep_ratio, **common)
         return build_tokenpose(self.variant, **common)
 
-    def training_module(self, model: nn.Module) -> nn.Module:
-        return model
-
-    def prepare_step(self, model: nn.Module, epoch: float) -> None:
-        pass
-
     def loss(self, outputs: Tensor, batch: dict[str, Tensor], epoch: float) -> Tensor:
         return heatmap_mse_loss(outputs, batch["target_heatmaps"], batch["target_weight"])
 
