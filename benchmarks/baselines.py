@@ -1,9 +1,9 @@
-"""Baselines benchmark: TokenPose-S-v1, PPT-S (= DPPT-S at inference) and HEViTPose-T/S/B.
+"""Baselines benchmark: TokenPose-S-v1/B, PPT-S/B (= DPPT at inference) and HEViTPose-T/S/B.
 
 For each model: parameters, paper-convention multiply-adds (thop's module hooks, what the
 TokenPose/PPT tables call GFLOPs), the full count (fvcore: every convolution and matrix product,
 attention included; what this project matches HEViTPose's GFLOPs with), the published figures,
-and CPU latency. PPT-S is also timed against the same weights unpruned (TokenPose-S-v1), in the
+and CPU latency. Each PPT is also timed against the same weights unpruned (TokenPose), in the
 same run, so the speedup is a ratio of two measurements taken side by side.
 
     python -m benchmarks.baselines --output benchmarks/results/baselines_cpu.md
@@ -24,25 +24,28 @@ from models.hevitpose import build_hevitpose
 from models.tokenpose import build_ppt, build_tokenpose
 from tokenprune import count_flops
 
-from .gtpt import time_cpu
-from .report import environment_line, write_atomic
+from .report import environment_line, time_interleaved, write_atomic
 
 POSE = (3, 256, 192)
 MPII = (3, 256, 256)
 
 
 def _models():
-    """(name, model, input shape, published (params M, GFLOPs), note)."""
+    """Groups of ``(name, model, input shape, published (params M, GFLOPs), note)``; the models of
+    a group are timed taking turns (TokenPose and PPT share their weights)."""
     torch.manual_seed(0)
-    tokenpose = build_tokenpose("s").eval()
-    ppt = build_ppt("s").eval()
-    ppt.load_state_dict(tokenpose.state_dict())  # same weights: only the pruning differs
-    yield "TokenPose-S-v1", tokenpose, POSE, (6.6, 2.4), "unpruned"
-    yield "PPT-S / DPPT-S", ppt, POSE, (6.6, 2.0), "pruned 256 -> 180 -> 126 -> 89"
+    for variant, name, published in (("s", "S-v1", (6.6, 2.4, 2.0)), ("b", "B", (13.5, 6.0, 5.6))):
+        params, full_gflops, pruned_gflops = published
+        tokenpose = build_tokenpose(variant).eval()
+        ppt = build_ppt(variant).eval()
+        ppt.load_state_dict(tokenpose.state_dict())  # same weights: only the pruning differs
+        pruned = f"PPT-{variant.upper()} / DPPT-{variant.upper()}"
+        yield [(f"TokenPose-{name}", tokenpose, POSE, (params, full_gflops), "unpruned"),
+               (pruned, ppt, POSE, (params, pruned_gflops), "pruned 256 -> 180 -> 126 -> 89")]
     for variant in "tsb":
         params, gflops = HEVITPOSE_PUBLISHED[variant]
         model = build_hevitpose(variant).eval()
-        yield f"HEViTPose-{variant.upper()}", model, MPII, (params / 1e6, gflops / 1e9), "MPII"
+        yield [(f"HEViTPose-{variant.upper()}", model, MPII, (params / 1e6, gflops / 1e9), "MPII")]
 
 
 def table(batches: list[int], repeats: int) -> list[str]:
@@ -52,25 +55,29 @@ def table(batches: list[int], repeats: int) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(batches) + "---|",
     ]
     latency = {}
-    for name, model, shape, (params, gflops), note in _models():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # fvcore's import and tracer warnings
-            report = count_flops(model, torch.randn(1, *shape))
-        times = [time_cpu(model, torch.randn(b, *shape), repeats)[0] for b in batches]
-        latency[name] = times
-        lines.append(
-            f"| {name} | {shape[1]}x{shape[2]} | {report.params / 1e6:.3f} | {params:.2f} | "
-            f"{report.paper_macs / 1e9:.3f} | {report.macs / 1e9:.3f} | {gflops:.2f} | "
-            + " | ".join(f"{t:.1f}" for t in times) + f" | {note} |"
-        )
-        print(lines[-1], flush=True)
-    speedups = [
-        f"batch {b}: {full / pruned:.2f}x"
-        for b, full, pruned in zip(
-            batches, latency["TokenPose-S-v1"], latency["PPT-S / DPPT-S"], strict=True
-        )
-    ]
-    lines += ["", "PPT-S against the same weights unpruned: " + ", ".join(speedups) + "."]
+    for group in _models():
+        shape = group[0][2]
+        per_batch = [time_interleaved([m for _, m, *_ in group], torch.randn(b, *shape), repeats)
+                     for b in batches]  # fmt: skip
+        for index, (name, model, shape, (params, gflops), note) in enumerate(group):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # fvcore's import and tracer warnings
+                report = count_flops(model, torch.randn(1, *shape))
+            times = [t[index] for t in per_batch]
+            latency[name] = times
+            lines.append(
+                f"| {name} | {shape[1]}x{shape[2]} | {report.params / 1e6:.3f} | {params:.2f} | "
+                f"{report.paper_macs / 1e9:.3f} | {report.macs / 1e9:.3f} | {gflops:.2f} | "
+                + " | ".join(f"{t:.1f}" for t in times) + f" | {note} |"
+            )
+            print(lines[-1], flush=True)
+    lines.append("")
+    for full_name, pruned_name in (("TokenPose-S-v1", "PPT-S / DPPT-S"),
+                                   ("TokenPose-B", "PPT-B / DPPT-B")):  # fmt: skip
+        pairs = zip(batches, latency[full_name], latency[pruned_name], strict=True)
+        speedups = [f"batch {b}: {full / pruned:.2f}x" for b, full, pruned in pairs]
+        lines.append(f"{pruned_name.split(' ')[0]} against the same weights unpruned: "
+                     + ", ".join(speedups) + ".")  # fmt: skip
     return lines
 
 
@@ -91,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         "transposed convolutions counted over input positions, attention included) is the one "
         "compared with the published GFLOPs. HEViTPose's configurations are this project's "
         "(no official code). Latency: median of the repeats after a warm-up, float32, "
-        "eval mode, no BatchNorm folding.",
+        "eval mode, no BatchNorm folding; a TokenPose and its PPT take turns within every "
+        "repeat, so drift in the machine's speed does not bias their ratio.",
     ]
     print("\n".join(header), flush=True)
     lines = header + table(args.batches, args.repeats) + notes

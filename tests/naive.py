@@ -76,3 +76,34 @@ def naive_mhga(module, x: Tensor, num_shared: int, key_mask: Tensor | None) -> T
     merged = out.movedim(-3, -2).flatten(-2)  # [B, G, N, H*D]
     proj = module.proj
     return torch.nn.functional.linear(merged, proj.weight.double(), proj.bias.double())
+
+
+def naive_density_peaks(
+    features: Tensor, k: int, tie_break: str = "index"
+) -> tuple[Tensor, Tensor, Tensor]:
+    """DPC-kNN by loops over frames, in float64, distances computed pair by pair. With
+    ``tie_break="index"`` an earlier frame of equal density counts as denser.
+
+    ``features``: ``[B, T, C]``. Returns ``(density, parent_distance, score)``, each ``[B, T]``.
+    """
+    x = features.double()
+    batch, frames, width = x.shape
+    density = torch.zeros(batch, frames, dtype=torch.float64)
+    parent = torch.zeros(batch, frames, dtype=torch.float64)
+    for b in range(batch):
+        dist = [[float(((x[b, i] - x[b, j]) ** 2).sum().sqrt()) / width**0.5
+                 for j in range(frames)] for i in range(frames)]  # fmt: skip
+        for i in range(frames):
+            nearest = sorted(dist[i])[:k]
+            mean_square = sum(d * d for d in nearest) / k
+            density[b, i] = torch.tensor(-mean_square, dtype=torch.float64).exp()
+        farthest = max(max(row) for row in dist)
+        rho = density[b].tolist()
+        for i in range(frames):
+            denser = [
+                dist[i][j]
+                for j in range(frames)
+                if rho[j] > rho[i] or (rho[j] == rho[i] and tie_break == "index" and j < i)
+            ]
+            parent[b, i] = min(denser) if denser else farthest
+    return density, parent, density * parent

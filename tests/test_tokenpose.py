@@ -1,4 +1,5 @@
-"""TokenPose-S-v1 and PPT-S from tokenprune: official equivalence, published counts, errors."""
+"""TokenPose-S-v1/B and PPT-S/B from tokenprune: official equivalence, published counts,
+errors."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from hypothesis import strategies as st
 
 from models.ppt import build_ppt, convert_official_state_dict, load_official_checkpoint
 from models.tokenpose import TokenPose, build_tokenpose
+from models.tokenpose.hrnet import HRNetStem
 from tests.fixtures import load_fixture
 from tokenprune import count_flops
+from tokenprune.flops.paper import paper_macs
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +58,64 @@ def test_counts_match_the_published_tables(build, published_params, published_gm
     assert abs(report.paper_macs / 1e9 / published_gmacs - 1) < 0.02
     assert report.paper_macs == exact_macs  # thop's count of the official implementation
     assert report.macs > report.paper_macs  # attention products come on top
+
+
+@pytest.mark.parametrize(("build", "published_gmacs"), [(build_tokenpose, 6.0), (build_ppt, 5.6)])
+def test_b_counts_match_the_published_tables(build, published_gmacs):
+    model = build("b").eval()
+    # 13.51 M in the official count, whose fixed sine table (256 x 192) is a Parameter
+    params = sum(p.numel() for p in model.parameters())
+    assert params == 13_465_216 and params + 256 * 192 == 13_514_368
+    assert abs(params / 1e6 / 13.5 - 1) < 0.02
+    macs = paper_macs(model, (torch.randn(1, 3, 256, 192),)).total
+    assert abs(macs / 1e9 / published_gmacs - 1) < 0.02
+    assert model.blocks[0].attn.scale == pytest.approx((192 // 8) ** -0.5)
+    assert build_tokenpose("s").blocks[0].attn.scale == pytest.approx(192**-0.5)
+
+
+def test_hrnet_stem_shapes_and_multi_resolution_fusion():
+    stem = HRNetStem().eval()
+    assert stem(torch.randn(2, 3, 64, 48)).shape == (2, 32, 16, 12)
+    module = stem.stage3[0]
+    xs = [torch.randn(1, c, 16 // 2**i, 12 // 2**i) for i, c in enumerate((32, 64, 128))]
+    outs = module(xs)
+    assert [tuple(o.shape) for o in outs] == [tuple(x.shape) for x in xs]
+    assert len(stem.stage3[-1].fuse_layers) == 1  # the last module feeds the 1/4 branch only
+    # every output branch hears every input branch: perturb the lowest resolution only
+    xs2 = [xs[0], xs[1], xs[2] + 1.0]
+    changed = [not torch.allclose(a, b) for a, b in zip(module(xs2), outs, strict=True)]
+    assert all(changed)
+
+
+#: Our names inside a TransformerBlock -> the official TokenPose layer names.
+OFFICIAL_LAYER = {"norm1": "0.fn.norm", "attn.qkv": "0.fn.fn.to_qkv",
+                  "attn.proj": "0.fn.fn.to_out.0", "norm2": "1.fn.norm",
+                  "mlp.fc1": "1.fn.fn.net.0", "mlp.fc2": "1.fn.fn.net.3"}  # fmt: skip
+OFFICIAL_TOP = {"patch_embed": "patch_to_embedding", "head": "mlp_head",
+                "keypoint_tokens": "keypoint_token"}  # fmt: skip
+
+
+def official_b_name(name: str) -> str:
+    """Our TokenPose-B entry's name in the official B layout (HRNet under ``pre_feature``,
+    TokenPose_TB_base under ``transformer``), spelled out independently of the converter."""
+    if name.startswith("stem."):
+        return "pre_feature." + name.removeprefix("stem.")
+    if name.startswith("blocks."):
+        _, index, rest = name.split(".", 2)
+        module, param = rest.rsplit(".", 1)
+        return f"transformer.transformer.layers.{index}.{OFFICIAL_LAYER[module]}.{param}"
+    top, _, rest = name.partition(".")
+    return "transformer." + OFFICIAL_TOP[top] + ("." + rest if rest else "")
+
+
+def test_b_official_layout_maps_onto_ours():
+    model = build_ppt("b")
+    ours = model.state_dict()
+    official = {official_b_name(name): value for name, value in ours.items()}
+    official["transformer.pos_embedding"] = model.pos_embedding  # dropped: the model builds it
+    converted = convert_official_state_dict(official)
+    assert set(converted) == set(ours)
+    assert all(converted[name] is value for name, value in ours.items())
 
 
 def test_ppt_keeps_the_ceiling_of_the_ratio_at_each_step():
@@ -108,7 +169,9 @@ def test_bad_input_is_rejected():
     with pytest.raises(ValueError, match="keep_ratio"):
         model.keep_ratio = 0.0
     with pytest.raises(ValueError, match="variant"):
-        build_ppt("b")
+        build_ppt("l")
+    with pytest.raises(ValueError, match="stem"):
+        TokenPose(stem="resnet")
     with pytest.raises(ValueError, match="multiples of"):
         TokenPose(image_size=(250, 192))
     with pytest.raises(ValueError, match="prune_after"):

@@ -9,6 +9,13 @@ from .attention import (
 )
 from .blocks import DropPath, Mlp, TransformerBlock
 from .cgsr import CGSRAttention, cgsr_attention_reference
+from .clustering import (
+    DensityPeaks,
+    PrunedFrames,
+    TokenPruningCluster,
+    density_peaks,
+    pool_frames,
+)
 from .flops import FlopReport, count_flops
 from .losses import (
     bin_kl_divergence,
@@ -18,6 +25,7 @@ from .losses import (
     token_feature_distillation_loss,
 )
 from .pruner import GroupTokenPruner, PrunedTokens, keep_count
+from .recovery import TokenRecoveringAttention
 from .schedules import (
     ConstantKeepRate,
     CosineWarmupKeepRate,
@@ -34,6 +42,7 @@ __all__ = [
     "CGSRAttention",
     "ConstantKeepRate",
     "CosineWarmupKeepRate",
+    "DensityPeaks",
     "DropPath",
     "FlopReport",
     "GroupTokenPruner",
@@ -41,13 +50,17 @@ __all__ = [
     "LinearWarmupKeepRate",
     "Mlp",
     "MultiHeadGroupAttention",
+    "PrunedFrames",
     "PrunedTokens",
+    "TokenPruningCluster",
+    "TokenRecoveringAttention",
     "TransformerBlock",
     "available_backends",
     "bin_kl_divergence",
     "cgsr_attention_reference",
     "cls_score",
     "count_flops",
+    "density_peaks",
     "fuse_pruned_tokens",
     "gather_tokens",
     "gathered_attention",
@@ -57,6 +70,7 @@ __all__ = [
     "kept_attention_distillation_loss",
     "keypoint_kl_loss",
     "mean_score",
+    "pool_frames",
     "pruned_token_weights",
     "select_topk",
     "softmax_pool_score",

@@ -16,7 +16,8 @@ from .model import TokenPose
 
 __all__ = ["convert_official_state_dict", "load_official_checkpoint"]
 
-_STEM = ("conv1.", "bn1.", "conv2.", "bn2.", "layer1.")
+_STEM = ("conv1.", "bn1.", "conv2.", "bn2.", "layer1.", "transition1.", "stage2.", "transition2.",
+         "stage3.")  # fmt: skip
 _RENAMES = {"keypoint_token": "keypoint_tokens"}
 _PREFIX_RENAMES = {"patch_to_embedding.": "patch_embed.", "mlp_head.": "head."}
 
@@ -37,9 +38,24 @@ def _rename(name: str) -> str | None:
     raise KeyError(name)
 
 
+def _strip_wrapper(name: str, hrnet_layout: bool) -> str:
+    """The name inside the official S (``features.*``) or B (``pre_feature.*`` HRNet stem,
+    ``transformer.*`` TokenPose_TB_base) wrapper, with the B stem mapped to our ``stem.*``."""
+    if hrnet_layout:
+        if name.startswith("pre_feature."):
+            return name[len("pre_feature."):]  # HRNet names: conv1, ..., layer1 like S's stem
+        return name.removeprefix("transformer.")
+    return name.removeprefix("features.")
+
+
 def convert_official_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Map an official TokenPose-S / PPT-S state_dict (``features.*`` entries, either layer
-    layout) onto :class:`models.tokenpose.TokenPose`.
+    """Map an official TokenPose / PPT state_dict onto :class:`models.tokenpose.TokenPose`: the
+    S layout (``features.*`` entries, either layer layout) or the B layout (``pre_feature.*``
+    HRNet stem, ``transformer.*`` the rest).
+
+    The B layout is inferred from the official model definition (HRNet's own submodule names
+    under ``pre_feature``); no released B checkpoint or official output was available to check
+    it against.
 
     Returns:
         A state_dict for ``load_state_dict(..., strict=True)``; the fixed sine table
@@ -56,8 +72,9 @@ def convert_official_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, T
         )
     converted: dict[str, Tensor] = {}
     unknown: list[str] = []
+    hrnet_layout = any(name.startswith("pre_feature.") for name in state_dict)
     for name, value in state_dict.items():
-        inner = name[len("features."):] if name.startswith("features.") else name
+        inner = _strip_wrapper(name, hrnet_layout)
         try:
             ours = _rename(inner)
         except KeyError:
@@ -76,7 +93,8 @@ def convert_official_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, T
 def check_positional_table(state_dict: Mapping[str, Tensor], model: TokenPose) -> None:
     """Raise if the checkpoint's positional table is not the model's sine table (a learnable
     table, or another input size)."""
-    table = state_dict.get("features.pos_embedding", state_dict.get("pos_embedding"))
+    table = next((state_dict[k] for k in ("features.pos_embedding", "transformer.pos_embedding",
+                                          "pos_embedding") if k in state_dict), None)  # fmt: skip
     expected = model.pos_embedding
     if table is not None and not (
         table.shape == expected.shape and torch.allclose(table, expected, atol=1e-5)

@@ -25,10 +25,14 @@ from models.common.positional import sine_positional_embedding
 from tokenprune import GroupTokenPruner, TransformerBlock, token_scores
 from tokenprune._validation import check_keep_rate
 
+from .hrnet import HRNetStem
 from .stem import StemNet
 
 PATCH_SIZE = (4, 3)  # rows, columns of stem features per visual token
 STEM_STRIDE = 4
+#: Convolutional stems, each ``[B, 3, H, W] -> [B, C, H/4, W/4]``: TokenPose-S's stem-net
+#: (C = 256) and HRNet-W32's stages 1-3 (C = 32) of TokenPose-B.
+STEMS = {"stemnet": StemNet, "hrnet_w32": HRNetStem}
 
 
 class LayerRecord(NamedTuple):
@@ -71,6 +75,7 @@ class TokenPose(nn.Module):
         dim, depth, num_heads, mlp_ratio: transformer width, layers, heads, MLP expansion.
         scale: attention logit scale; TokenPose-S and PPT-S use ``dim ** -0.5`` (the default),
             the B models ``head_dim ** -0.5``.
+        stem: ``"stemnet"`` (TokenPose-S) or ``"hrnet_w32"`` (TokenPose-B), see :data:`STEMS`.
         prune_after: 1-based layers after whose attention visual tokens are pruned (PPT: 4, 7,
             10); empty for TokenPose.
         keep_ratio: fraction of the present visual tokens each step keeps (PPT: 0.7).
@@ -89,8 +94,11 @@ class TokenPose(nn.Module):
         prune_after: Sequence[int] = (),
         keep_ratio: float = 1.0,
         backend: str = "auto",
+        stem: str = "stemnet",
     ) -> None:
         super().__init__()
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {sorted(STEMS)}, got {stem!r}")
         height, width = image_size
         if height % (STEM_STRIDE * PATCH_SIZE[0]) or width % (STEM_STRIDE * PATCH_SIZE[1]):
             raise ValueError(f"image_size must be multiples of (16, 12), got {image_size}")
@@ -104,8 +112,8 @@ class TokenPose(nn.Module):
         self.prune_after = tuple(sorted(prune_after))
         self.keep_ratio = keep_ratio
 
-        self.stem = StemNet()
-        self.patch_embed = nn.Linear(StemNet.out_channels * math.prod(PATCH_SIZE), dim)
+        self.stem = STEMS[stem]()
+        self.patch_embed = nn.Linear(self.stem.out_channels * math.prod(PATCH_SIZE), dim)
         self.keypoint_tokens = nn.Parameter(torch.zeros(1, num_keypoints, dim))
         pos = sine_positional_embedding(*self.grid, dim)
         self.register_buffer("pos_embedding", pos, persistent=False)

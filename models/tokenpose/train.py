@@ -46,7 +46,7 @@ class TokenPoseTask(PoseTask):
 
     Attributes:
         architecture: ``"tokenpose"`` (unpruned) or ``"ppt"`` (pruned after layers 4, 7, 10).
-        variant: model size (``"s"``).
+        variant: model size (``"s"`` or ``"b"``).
         num_keypoints: 17 (COCO) or 133 (COCO-WholeBody).
         image_size: input ``(height, width)``.
         keep_ratio: PPT's keep ratio per pruning step.

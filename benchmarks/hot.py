@@ -1,0 +1,121 @@
+"""HoT benchmark: MixSTE against HoT w. MixSTE (seq2seq) and TPC w. MixSTE (seq2frame).
+
+For each model: parameters, FLOPs as HoT's own script counts them (thop's module hooks x 2: the
+Linear layers and LayerNorms, no attention products), FLOPs of every matrix product including
+attention (fvcore x 2), the published figures, and CPU latency of one clip. The three share one
+set of weights (the pruned ones add HoT's slot embedding and recovery), and are timed in the
+same run, so the speedups are ratios of measurements taken side by side.
+
+    python -m benchmarks.hot --output benchmarks/results/hot_cpu.md
+    python -m benchmarks.hot --small            # a seconds-long smoke run (27 frames, width 64)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from models.hot import build_hot_mixste
+from tokenprune import count_flops
+
+from .report import environment_line, time_interleaved, write_atomic
+
+#: Published FLOPs (G) of Human3.6M 243-frame models: HoT's figure, read as HoT's script counts.
+PUBLISHED_GFLOPS = {"mixste": 278.0, "hot": 168.0, "tpc": 252.0}
+NAMES = {"mixste": "MixSTE", "hot": "HoT w. MixSTE (seq2seq)", "tpc": "TPC w. MixSTE (seq2frame)"}
+SMALL = {"num_frames": 27, "dim": 64, "num_kept": 9, "prune_loop": 1}
+
+
+def _models(small: bool):
+    torch.manual_seed(0)
+    overrides = SMALL if small else {}
+    models = {}
+    for variant in ("mixste", "hot", "tpc"):
+        if small and variant != "hot":
+            sizes = {k: v for k, v in SMALL.items() if k in ("num_frames", "dim")}
+            if variant == "tpc":
+                sizes |= {"num_kept": 7, "prune_loop": 7}
+            model = build_hot_mixste(variant, **sizes)
+        else:
+            model = build_hot_mixste(variant, **(overrides if variant == "hot" else {}))
+        models[variant] = model.eval()
+    shared = models["mixste"].state_dict()
+    for variant in ("hot", "tpc"):  # one set of weights: only pruning and recovery differ
+        models[variant].load_state_dict(shared, strict=False)
+    return models
+
+
+def table(small: bool, batches: list[int], repeats: int) -> list[str]:
+    models = _models(small)
+    frames = models["mixste"].config.num_frames
+    lines = [
+        "| model | frames kept | params (M) | GFLOPs (thop x 2) | published | GFLOPs incl. "
+        "attention | " + " | ".join(f"CPU ms, batch {b}" for b in batches) + " |",
+        "|---|---|---:|---:|---:|---:|" + "---:|" * len(batches),
+    ]
+    clip = torch.randn(1, frames, models["mixste"].config.num_joints, 2)
+    per_batch = [time_interleaved(list(models.values()), clip.expand(b, -1, -1, -1), repeats)
+                 for b in batches]  # fmt: skip
+    latency = {}
+    for index, (variant, model) in enumerate(models.items()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fvcore's import and tracer warnings
+            report = count_flops(model, clip)
+        times = [t[index] for t in per_batch]
+        latency[variant] = times
+        c = model.config
+        kept = str(frames)
+        if c.prune_loop is not None:
+            kept += f" -> {c.num_kept} (loop {c.prune_loop})"
+        published = "" if small else f"{PUBLISHED_GFLOPS[variant]:.0f}"
+        lines.append(
+            f"| {NAMES[variant]} | {kept} | {report.params / 1e6:.3f} | "
+            f"{2 * report.paper_macs / 1e9:.2f} | {published} | {2 * report.macs / 1e9:.2f} | "
+            + " | ".join(f"{t:.1f}" for t in times) + " |"
+        )
+        print(lines[-1], flush=True)
+    lines.append("")
+    for variant in ("hot", "tpc"):
+        ratios = ", ".join(
+            f"batch {b}: {full / pruned:.2f}x"
+            for b, full, pruned in zip(batches, latency["mixste"], latency[variant], strict=True)
+        )
+        lines.append(f"{NAMES[variant]} against MixSTE: {ratios}.")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="27 frames, width 64: a smoke run")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    size = "27 frames, width 64 (smoke run)" if args.small else "243 frames, width 512"
+    header = ["# HoT benchmark", "", environment_line() + f", {args.threads} threads; {size}", ""]
+    notes = [
+        "",
+        "GFLOPs (thop x 2): HoT's convention, multiply-adds of the Linear layers and "
+        "LayerNorms counted by module hooks, times 2; the attention products are not counted. "
+        "GFLOPs incl. attention: every matrix product (fvcore), times 2. Published: HoT's FLOPs "
+        "figure. Latency: median of the repeats after a warm-up, float32, eval mode, one clip "
+        "per batch entry; the three models take turns within every repeat. They share their "
+        "weights; TPC's frames come from a "
+        "seq2frame model (it returns the kept frames, the centre one is the prediction).",
+    ]
+    print("\n".join(header), flush=True)
+    lines = header + table(args.small, args.batches, args.repeats) + notes
+    if args.output is not None:
+        write_atomic(args.output, "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""HoT (Hourglass Tokenizer, CVPR 2024) on MixSTE, assembled from tokenprune."""
+
+from .build import CONFIGS, build_hot_mixste, build_mixste, load_official_checkpoint
+from .convert import convert_official_state_dict
+from .model import MixSTE, MixSTEConfig, MixSTEOutput
+
+__all__ = [
+    "CONFIGS",
+    "MixSTE",
+    "MixSTEConfig",
+    "MixSTEOutput",
+    "build_hot_mixste",
+    "build_mixste",
+    "convert_official_state_dict",
+    "load_official_checkpoint",
+]

@@ -1,0 +1,47 @@
+"""The published MixSTE / HoT configurations."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from models.common.checkpoint import load_state_dict_file
+
+from .convert import convert_official_state_dict
+from .model import MixSTE, MixSTEConfig
+
+__all__ = ["CONFIGS", "build_hot_mixste", "build_mixste", "load_official_checkpoint"]
+
+#: Human3.6M, 243-frame clips, CPN 2-D detections: MixSTE as HoT uses it, HoT w. MixSTE
+#: (seq2seq: 81 frames kept before loop 3, recovered at the end) and TPC w. MixSTE
+#: (seq2frame: 61 frames kept before loop 7, the centre one among them).
+CONFIGS = {
+    "mixste": MixSTEConfig(),
+    "hot": MixSTEConfig(prune_loop=3, num_kept=81, recover=True),
+    "tpc": MixSTEConfig(prune_loop=7, num_kept=61, recover=False),
+}
+
+
+def build_mixste(**overrides) -> MixSTE:
+    """MixSTE without pruning; keyword arguments override :class:`MixSTEConfig` fields."""
+    return MixSTE(replace(CONFIGS["mixste"], **overrides))
+
+
+def build_hot_mixste(variant: str = "hot", **overrides) -> MixSTE:
+    """HoT w. MixSTE: ``variant`` ``"hot"`` (seq2seq, pruning and recovery), ``"tpc"``
+    (seq2frame, pruning only) or ``"mixste"`` (neither); keyword arguments override
+    :class:`MixSTEConfig` fields (e.g. ``num_frames=27, dim=64, num_kept=9, prune_loop=1``)."""
+    if variant not in CONFIGS:
+        raise ValueError(f"variant must be one of {sorted(CONFIGS)}, got {variant!r}")
+    return MixSTE(replace(CONFIGS[variant], **overrides))
+
+
+def load_official_checkpoint(path: str | os.PathLike, variant: str = "hot", **overrides) -> MixSTE:
+    """Build a MixSTE / HoT and load an official checkpoint file into it (eval mode).
+
+    The file is read with ``torch.load(weights_only=True)``; a dict wrapping the state_dict
+    (HoT saves ``{"model": ...}`` or the bare state_dict) is unwrapped.
+    """
+    model = build_hot_mixste(variant, **overrides)
+    model.load_state_dict(convert_official_state_dict(load_state_dict_file(path)), strict=True)
+    return model.eval()

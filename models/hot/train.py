@@ -1,0 +1,254 @@
+"""Train or evaluate MixSTE / HoT on 3-D lifting (Human3.6M layout or the synthetic motion set).
+
+    python -m models.pose3d.synthetic --output data/synthetic3d        # the embedded data set
+    python -m models.hot.train --data data/synthetic3d --variant hot --output runs/hot
+    python -m models.hot.train --data data/h36m --name h36m --detector cpn_ft_h36m_dbb \\
+        --frames 243 --dim 512 --num-kept 81 --prune-loop 3 --batch-size 4 --lr 4e-5 ...
+    python -m models.hot.train ... --resume runs/hot/last.pt
+    python -m models.hot.train ... --eval-only --checkpoint runs/hot/best.pt
+    python -m models.hot.train ... --eval-only --official-checkpoint hot_mixste.pth
+
+The recipe is HoT's: AdamW (weight decay 0.1), the learning rate times 0.99 after every epoch,
+the loss of :mod:`models.hot.loss` on root-relative poses, horizontal flips for training and a
+flip test for evaluation. MPJPE and P-MPJPE are in millimetres, pooled per action and averaged
+over actions (Protocol #1 and #2). Checkpoints (``last.pt`` every epoch, ``best.pt`` at the
+lowest MPJPE) are written atomically; a run resumed from ``last.pt`` continues with the same
+data order and augmentation as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from models.common.checkpoint import load_state_dict_file, save_atomic
+from models.pose3d.h36m import ClipDataset, PoseSequence, load_split
+from models.pose3d.metrics import action_average, mpjpe, p_mpjpe
+from models.pose3d.skeleton import flip_pose
+
+from .build import build_hot_mixste
+from .convert import convert_official_state_dict
+from .loss import lifting_loss
+from .model import MixSTE
+
+
+@dataclass
+class LiftingConfig:
+    """Model and training settings (the command line's flags)."""
+
+    variant: str = "hot"
+    frames: int = 27
+    dim: int = 64
+    num_kept: int = 9
+    prune_loop: int = 1
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 4e-4
+    weight_decay: float = 0.1
+    lr_decay: float = 0.99
+    train_stride: int | None = None
+    flip: bool = True
+    seed: int = 1126
+    max_steps: int | None = None
+
+    def build_model(self) -> MixSTE:
+        sizes = {"num_frames": self.frames, "dim": self.dim}
+        if self.variant != "mixste":
+            sizes |= {"num_kept": self.num_kept, "prune_loop": self.prune_loop}
+        return build_hot_mixste(self.variant, **sizes)
+
+
+def predict(model: MixSTE, inputs: Tensor, flip: bool) -> tuple[Tensor, Tensor | None]:
+    """Poses of a batch of clips ``[B, F, J, 2]``: ``([B, F or num_kept, J, 3], kept frames)``,
+    averaged with the mirrored clip's when ``flip``. The seq2frame model reuses the unflipped
+    clip's frames for the mirrored one, as HoT does; seq2seq models cluster each on its own."""
+    out = model(inputs)
+    if not flip:
+        return out.poses, out.kept_frames
+    reuse = out.kept_frames if model.recovery is None else None
+    mirrored = model(flip_pose(inputs), kept_frames=reuse).poses
+    return (out.poses + flip_pose(mirrored)) / 2, out.kept_frames
+
+
+@torch.no_grad()
+def evaluate(
+    model: MixSTE, sequences: Sequence[PoseSequence], flip: bool = True, batch_size: int = 64
+) -> dict:
+    """MPJPE and P-MPJPE (mm) of ``model`` on ``sequences``.
+
+    Seq2seq models predict every frame from non-overlapping clips (the last one padded).
+    A seq2frame model predicts the centre frame of the clip starting at every frame, so the
+    first ``(F - 1) // 2`` frames of a sequence are not scored.
+    """
+    model.eval()
+    frames = model.config.num_frames
+    seq2frame = model.cluster is not None and model.recovery is None
+    centre = (frames - 1) // 2
+    clips = ClipDataset(sequences, frames, stride=1 if seq2frame else frames)
+    predictions = [torch.full(s.targets_3d.shape, torch.nan) for s in sequences]
+    for batch in DataLoader(clips, batch_size=batch_size):
+        poses, kept = predict(model, batch["inputs_2d"], flip)
+        for b, (index, start) in enumerate(zip(batch["sequence"], batch["start"], strict=True)):
+            target = predictions[int(index)]
+            if seq2frame:
+                slot = int((kept[b] == centre).nonzero()[0])
+                if start + centre < len(target):
+                    target[start + centre] = poses[b, slot]
+            else:
+                valid = batch["valid"][b]
+                target[start:start + int(valid.sum())] = poses[b, valid]
+    errors, aligned = [], []
+    for sequence, pred in zip(sequences, predictions, strict=True):
+        scored = ~pred.isnan().any(dim=(1, 2))
+        pred = pred - pred[:, :1]  # root-relative, as the targets
+        truth = torch.from_numpy(sequence.targets_3d)
+        errors.append((sequence.action, mpjpe(pred[scored], truth[scored], "none") * 1000))
+        aligned.append((sequence.action, p_mpjpe(pred[scored], truth[scored], "none") * 1000))
+    per_action, mean = action_average(errors)
+    _, p_mean = action_average(aligned)
+    return {"MPJPE": mean, "P-MPJPE": p_mean, "per_action": per_action}
+
+
+class LiftingTrainer:
+    """HoT's training loop over :class:`ClipDataset` clips, with atomic checkpoints."""
+
+    def __init__(self, config: LiftingConfig, train: Sequence[PoseSequence],
+                 test: Sequence[PoseSequence], output: Path) -> None:  # fmt: skip
+        self.config, self.test, self.output = config, test, output
+        torch.manual_seed(config.seed)
+        self.model = config.build_model()
+        stride = config.train_stride or max(config.frames // 3, 1)
+        self.clips = ClipDataset(train, config.frames, stride, flip_prob=0.5 * config.flip,
+                                 seed=config.seed)  # fmt: skip
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
+                                           weight_decay=config.weight_decay)  # fmt: skip
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, config.lr_decay)
+        self.epoch, self.step, self.best = 0, 0, float("inf")
+
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "step": self.step,
+                "best": self.best, "config": asdict(self.config)}  # fmt: skip
+
+    def resume(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("config") != asdict(self.config):
+            raise ValueError(
+                f"{path} was written with another configuration: {state.get('config')}"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
+
+    def _log(self, record: dict) -> None:
+        print(json.dumps(record), flush=True)
+        with open(self.output / "metrics.jsonl", "a") as log:
+            log.write(json.dumps(record) + "\n")
+
+    def fit(self) -> dict:
+        """Train to the configured epochs (or ``max_steps``); returns the last evaluation."""
+        self.output.mkdir(parents=True, exist_ok=True)
+        metrics: dict = {}
+        while self.epoch < self.config.epochs and not self._budget_spent():
+            self._train_epoch()
+            metrics = evaluate(self.model, self.test, self.config.flip)
+            self._log({"epoch": self.epoch, **{k: v for k, v in metrics.items()
+                                               if k != "per_action"}})  # fmt: skip
+            if metrics["MPJPE"] < self.best:
+                self.best = metrics["MPJPE"]
+                save_atomic(self.state(), self.output / "best.pt")
+            save_atomic(self.state(), self.output / "last.pt")
+        return metrics
+
+    def _budget_spent(self) -> bool:
+        return self.config.max_steps is not None and self.step >= self.config.max_steps
+
+    def _train_epoch(self) -> None:
+        # every epoch's randomness (order, flips, stochastic depth) comes from (seed, epoch), so
+        # a run resumed at an epoch boundary continues exactly as an uninterrupted one
+        torch.manual_seed(self.config.seed + self.epoch)
+        self.clips.set_epoch(self.epoch)
+        order = torch.Generator().manual_seed(self.config.seed + self.epoch)
+        loader = DataLoader(self.clips, self.config.batch_size, shuffle=True, generator=order,
+                            drop_last=True)  # fmt: skip
+        self.model.train()
+        start = time.perf_counter()
+        for batch in loader:
+            if self._budget_spent():
+                break
+            out = self.model(batch["inputs_2d"])
+            target = batch["targets_3d"]
+            if out.poses.shape[1] != target.shape[1]:  # seq2frame: the kept frames only
+                target = target[torch.arange(len(target))[:, None], out.kept_frames]
+            loss = lifting_loss(out.poses, target).total
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+        self.scheduler.step()
+        self.epoch += 1
+        self._log({"epoch": self.epoch, "step": self.step, "loss": float(loss.detach()),
+                   "lr": self.scheduler.get_last_lr()[0],
+                   "seconds": time.perf_counter() - start})  # fmt: skip
+
+
+def load_weights(model: MixSTE, checkpoint: Path | None, official: Path | None) -> None:
+    """Load one of our checkpoints (a training state or a bare state_dict) or an official one."""
+    if official is not None:
+        model.load_state_dict(convert_official_state_dict(load_state_dict_file(official)))
+    elif checkpoint is not None:
+        model.load_state_dict(load_state_dict_file(checkpoint))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data/synthetic3d"))
+    parser.add_argument("--name", default="synthetic", help="data_3d_<name>.npz")
+    parser.add_argument("--detector", default="noisy", help="data_2d_<name>_<detector>.npz")
+    parser.add_argument("--output", type=Path, default=Path("runs/hot"))
+    parser.add_argument("--resume", type=Path)
+    parser.add_argument("--eval-only", action="store_true")
+    parser.add_argument("--checkpoint", type=Path, help="our checkpoint, for --eval-only")
+    parser.add_argument("--official-checkpoint", type=Path, help="an official HoT checkpoint")
+    defaults = LiftingConfig()
+    for field, value in asdict(defaults).items():
+        flag = "--" + field.replace("_", "-")
+        if isinstance(value, bool):
+            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"),
+                                default=value)  # fmt: skip
+        else:
+            kind = type(value) if value is not None else int
+            parser.add_argument(flag, type=kind, default=value)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = LiftingConfig(**{k: getattr(args, k) for k in asdict(LiftingConfig())})
+    test = load_split(args.data, "test", args.name, args.detector)
+    if args.eval_only:
+        model = config.build_model()
+        load_weights(model, args.checkpoint, args.official_checkpoint)
+        metrics = evaluate(model, test, config.flip)
+    else:
+        train = load_split(args.data, "train", args.name, args.detector)
+        trainer = LiftingTrainer(config, train, test, args.output)
+        if args.resume is not None:
+            trainer.resume(args.resume)
+        metrics = trainer.fit()
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

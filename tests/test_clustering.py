@@ -1,0 +1,229 @@
+"""TokenPruningCluster (DPC-kNN frame selection) and TokenRecoveringAttention."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.naive import naive_density_peaks
+from tokenprune import TokenPruningCluster, TokenRecoveringAttention, density_peaks, pool_frames
+
+
+@st.composite
+def frame_features(draw):
+    batch = draw(st.integers(1, 3))
+    frames = draw(st.integers(1, 12))
+    width = draw(st.integers(1, 6))
+    k = draw(st.integers(1, frames))
+    seed = draw(st.integers(0, 2**16))
+    features = torch.randn(batch, frames, width, generator=torch.Generator().manual_seed(seed))
+    return features.double(), k
+
+
+@given(frame_features(), st.sampled_from(["index", "none"]))
+def test_density_peaks_match_loops(case, tie_break):
+    features, k = case
+    density, parent, score = density_peaks(features, k, tie_break)
+    want_density, want_parent, want_score = naive_density_peaks(features, k, tie_break)
+    torch.testing.assert_close(density, want_density, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(parent, want_parent, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(score, want_score, rtol=1e-9, atol=1e-9)
+
+
+def test_density_peaks_by_hand():
+    # frames on a line at 0, 1, 3 (width 1): nearest other frame at 1, 1, 2
+    features = torch.tensor([[[0.0], [1.0], [3.0]]], dtype=torch.float64)
+    want_density = torch.exp(-torch.tensor([[0.5, 0.5, 2.0]], dtype=torch.float64))
+    # frames 0 and 1 tie for the highest density. Without a tie-break neither is strictly
+    # denser: both are peaks with the sequence's largest distance (3). With the index
+    # tie-break frame 0 is the one peak and frame 1's parent is frame 0 (distance 1).
+    # Frame 2's nearest denser frame is frame 1 either way.
+    for tie_break, want_parent in (("none", [[3.0, 3.0, 2.0]]), ("index", [[3.0, 1.0, 2.0]])):
+        density, parent, score = density_peaks(features, 2, tie_break)
+        torch.testing.assert_close(density, want_density)
+        torch.testing.assert_close(parent, torch.tensor(want_parent, dtype=torch.float64))
+        torch.testing.assert_close(score, density * parent)
+
+
+@given(frame_features(), st.integers(1, 12), st.booleans())
+def test_cluster_keeps_distinct_frames_in_time_order(case, num_keep, keep_centre):
+    features, k = case
+    frames = features.shape[1]
+    num_keep = min(num_keep, frames)
+    tokens = features[:, :, None, :].expand(-1, -1, 3, -1)  # [B, T, J=3, C]
+    pruned = TokenPruningCluster(num_keep, k, keep_centre=keep_centre)(tokens)
+    assert pruned.index.shape == (features.shape[0], num_keep)
+    assert pruned.tokens.shape == (features.shape[0], num_keep, 3, features.shape[2])
+    for row in pruned.index.tolist():
+        assert row == sorted(set(row)) and all(0 <= i < frames for i in row)
+        if keep_centre:
+            assert (frames - 1) // 2 in row
+    batch = torch.arange(features.shape[0])[:, None]
+    torch.testing.assert_close(pruned.tokens, tokens[batch, pruned.index])
+
+
+@given(frame_features(), st.integers(1, 12))
+def test_cluster_keeps_the_best_scores(case, num_keep):
+    features, k = case
+    num_keep = min(num_keep, features.shape[1])
+    index = TokenPruningCluster(num_keep, k).select(features)
+    score = density_peaks(features, k).score
+    for row_score, row_index in zip(score, index, strict=True):
+        kept = set(row_index.tolist())
+        dropped = [i for i in range(len(row_score)) if i not in kept]
+        if dropped:
+            assert row_score[row_index].min() >= row_score[dropped].max()
+
+
+def repeated_segments(seed: int = 0) -> tuple[torch.Tensor, list[range]]:
+    """``[1, 30, 4, 8]``: three segments of 10 frames, each a constant pose (different per
+    segment) plus a little noise."""
+    gen = torch.Generator().manual_seed(seed)
+    segments = [range(0, 10), range(10, 22), range(22, 30)]
+    poses = torch.randn(3, 4, 8, generator=gen) * 3
+    frames = [poses[s] for s, seg in enumerate(segments) for _ in seg]
+    tokens = torch.stack(frames)[None] + 0.01 * torch.randn(1, 30, 4, 8, generator=gen)
+    return tokens, segments
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cluster_picks_one_representative_per_repeated_segment(seed):
+    tokens, segments = repeated_segments(seed)
+    index = TokenPruningCluster(3).select(tokens)[0].tolist()
+    assert [next(s for s, seg in enumerate(segments) if i in seg) for i in index] == [0, 1, 2]
+
+
+def test_cluster_is_deterministic_and_ignores_joint_order():
+    # values on a 1/8 grid: the joint mean is exact in any order, so a permutation of the
+    # joints leaves the pooled features bitwise equal (with arbitrary floats the mean moves by
+    # rounding, and noise-level density differences inside a segment may reorder)
+    gen = torch.Generator().manual_seed(1)
+    poses = torch.randint(-24, 25, (3, 4, 8), generator=gen)
+    tokens = poses.repeat_interleave(10, dim=0) + torch.randint(-1, 2, (30, 4, 8), generator=gen)
+    tokens = (tokens.float() / 8)[None]
+    cluster = TokenPruningCluster(5)
+    first = cluster(tokens).index
+    for _ in range(3):
+        assert torch.equal(cluster(tokens).index, first)
+    for perm in ([2, 0, 3, 1], [3, 2, 1, 0]):
+        assert torch.equal(cluster(tokens[:, :, torch.tensor(perm)]).index, first)
+    assert [i // 10 for i in TokenPruningCluster(3)(tokens).index[0].tolist()] == [0, 1, 2]
+
+
+def test_cluster_passes_gradient_to_kept_tokens_only():
+    tokens, _ = repeated_segments(2)
+    tokens.requires_grad_(True)
+    pruned = TokenPruningCluster(4)(tokens)
+    pruned.tokens.sum().backward()
+    per_frame = tokens.grad.abs().sum(dim=(0, 2, 3))
+    assert set(per_frame.nonzero().flatten().tolist()) == set(pruned.index[0].tolist())
+
+
+def test_cluster_uses_a_given_index_and_edge_sizes():
+    tokens = torch.randn(2, 5, 3, 4)
+    index = torch.tensor([[0, 4], [1, 2]])
+    pruned = TokenPruningCluster(2)(tokens, index)
+    assert torch.equal(pruned.tokens, torch.stack([tokens[0, [0, 4]], tokens[1, [1, 2]]]))
+    assert TokenPruningCluster(1)(torch.randn(2, 1, 4)).index.tolist() == [[0], [0]]
+    assert TokenPruningCluster(5)(tokens).index.tolist() == [[0, 1, 2, 3, 4]] * 2
+    assert TokenPruningCluster(1, keep_centre=True)(tokens).index.tolist() == [[2], [2]]
+    empty = TokenPruningCluster(2)(torch.randn(0, 5, 4))
+    assert empty.tokens.shape == (0, 2, 4) and empty.index.shape == (0, 2)
+
+
+def test_cluster_bad_input():
+    with pytest.raises(ValueError, match="num_keep"):
+        TokenPruningCluster(0)
+    with pytest.raises(TypeError, match="keep_centre"):
+        TokenPruningCluster(2, keep_centre=1)
+    with pytest.raises(ValueError, match="num_keep=6"):
+        TokenPruningCluster(6)(torch.randn(1, 5, 4))
+    with pytest.raises(ValueError, match=r"tokens must be \[B, T, \.\.\., D\]"):
+        TokenPruningCluster(2)(torch.randn(5, 4))
+    with pytest.raises(TypeError, match="tokens"):
+        TokenPruningCluster(2)(torch.ones(1, 5, 4, dtype=torch.int64))
+    with pytest.raises(ValueError, match="index must lie in"):
+        TokenPruningCluster(2)(torch.randn(1, 5, 4), torch.tensor([[0, 5]]))
+    with pytest.raises(ValueError, match="index must be"):
+        TokenPruningCluster(2)(torch.randn(1, 5, 4), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="tie_break"):
+        TokenPruningCluster(2, tie_break="random")
+    with pytest.raises(ValueError, match="k must be"):
+        density_peaks(torch.randn(1, 3, 2), k=4)
+
+
+def test_pool_frames_averages_the_middle_axes():
+    tokens = torch.randn(2, 3, 4, 5, 6)
+    torch.testing.assert_close(pool_frames(tokens), tokens.mean(dim=(2, 3)))
+    flat = torch.randn(2, 3, 6)
+    assert pool_frames(flat) is flat
+
+
+# -- recovery -----------------------------------------------------------------------------------
+
+
+def reference_recovery(module: TokenRecoveringAttention, kept: torch.Tensor) -> torch.Tensor:
+    """The same computation through nn.MultiheadAttention, one sequence per middle index."""
+    dim, heads = module.dim, module.num_heads
+    mha = torch.nn.MultiheadAttention(dim, heads, batch_first=True, dtype=kept.dtype)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.cat([module.q.weight, module.k.weight, module.v.weight]))
+        mha.in_proj_bias.copy_(torch.cat([module.q.bias, module.k.bias, module.v.bias]))
+        mha.out_proj.weight.copy_(module.proj.weight)
+        mha.out_proj.bias.copy_(module.proj.bias)
+    batch, n = kept.shape[:2]
+    middle = kept.shape[2:-1]
+    sequences = kept.movedim(1, -2).reshape(-1, n, dim)
+    queries = module.queries.expand(sequences.shape[0], -1, -1)
+    out = queries + mha(queries, sequences, sequences, need_weights=False)[0]
+    return out.reshape(batch, *middle, module.num_tokens, dim).movedim(-2, 1)
+
+
+@settings(deadline=None)
+@given(
+    st.integers(0, 2), st.integers(1, 6), st.integers(1, 9), st.integers(0, 2),
+    st.sampled_from([(8, 1), (8, 2), (12, 3)]), st.integers(0, 2**16),
+)  # fmt: skip
+def test_recovery_matches_multihead_attention(batch, kept, length, middle_axes, sizes, seed):
+    dim, heads = sizes
+    torch.manual_seed(seed)
+    module = TokenRecoveringAttention(dim, length, heads).double()
+    torch.nn.init.normal_(module.queries)
+    middle = (3, 2)[:middle_axes]
+    tokens = torch.randn(batch, kept, *middle, dim, dtype=torch.float64)
+    out = module(tokens)
+    assert out.shape == (batch, length, *middle, dim)
+    torch.testing.assert_close(out, reference_recovery(module, tokens))
+
+
+def test_recovery_gradient_reaches_every_input():
+    torch.manual_seed(0)
+    module = TokenRecoveringAttention(16, 7, 4)
+    torch.nn.init.normal_(module.queries)
+    kept = torch.randn(2, 3, 5, 16, requires_grad=True)
+    (module(kept) * torch.randn(2, 7, 5, 16)).sum().backward()
+    assert kept.grad.abs().sum(dim=(0, 2, 3)).gt(0).all(), "every kept token gets gradient"
+    for name, param in module.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_recovery_zero_queries_give_equal_positions():
+    module = TokenRecoveringAttention(8, 5, 2)  # HoT's zero-initialised queries
+    out = module(torch.randn(1, 3, 8))
+    torch.testing.assert_close(out, out[:, :1].expand_as(out))
+
+
+def test_recovery_bad_input():
+    with pytest.raises(ValueError, match="divisible"):
+        TokenRecoveringAttention(10, 5, 3)
+    with pytest.raises(ValueError, match="num_tokens"):
+        TokenRecoveringAttention(8, 0, 2)
+    module = TokenRecoveringAttention(8, 5, 2)
+    with pytest.raises(ValueError, match=r"kept must be \[B, n >= 1, \.\.\., D=8\]"):
+        module(torch.randn(1, 3, 6))
+    with pytest.raises(ValueError, match="kept must be"):
+        module(torch.randn(1, 0, 8))
+    with pytest.raises(TypeError, match="kept"):
+        module(torch.ones(1, 3, 8, dtype=torch.int64))

@@ -1,0 +1,198 @@
+"""Token pruning by density-peak clustering (HoT's Token Pruning Cluster).
+
+HoT prunes the *frames* of a video pose transformer: it pools each frame's tokens into one
+feature, clusters the frames with DPC-kNN (density peaks, density from the k nearest
+neighbours) and keeps the cluster centres, the frames that are both typical (dense) and unlike
+any denser frame (far from their parent). For frame features ``x_i`` of width ``C``:
+
+* distance ``d_ij = ||x_i - x_j|| / sqrt(C)``;
+* density ``rho_i = exp(-mean of d_ij^2 over the k nearest j)``, the frame itself included
+  (its own distance is 0), so ``k = 2`` uses the one nearest other frame;
+* parent distance ``delta_i = min d_ij over frames with rho_j > rho_i`` (strictly denser); a
+  frame with no strictly denser frame gets the largest distance of its sequence;
+* score ``rho_i * delta_i``; the ``num_keep`` best frames are kept in time order.
+
+Ties in density are the rule, not the exception: with ``k = 2`` a frame's density depends only
+on its nearest neighbour, so two frames that are each other's nearest neighbour always have the
+same density, and under the strict ``>`` neither is the other's parent: the closest pair of
+every cluster would become two centres. The official code breaks the ties with ``1e-6`` uniform
+noise, so its selection changes from run to run. Here the tie-break is deterministic:
+
+* ``tie_break="index"`` (default): of two frames of equal density the earlier one counts as
+  denser, which makes "denser" a strict total order with one peak per cluster;
+* ``tie_break="none"``: the official rule with its noise switched off (equal densities are
+  all peaks), for reproducing official outputs.
+
+Equal scores go to the earlier frame (:func:`tokenprune.select_topk`). The selection is a pure
+function of the features.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ._validation import check_floating, check_index, check_int, check_same_device
+from .selection import check_index_range, select_topk
+
+__all__ = ["DensityPeaks", "PrunedFrames", "TokenPruningCluster", "density_peaks", "pool_frames"]
+
+
+class DensityPeaks(NamedTuple):
+    """Per-frame DPC-kNN quantities, each ``[B, T]``."""
+
+    density: Tensor
+    parent_distance: Tensor
+    score: Tensor
+
+
+class PrunedFrames(NamedTuple):
+    """Output of :class:`TokenPruningCluster`.
+
+    Attributes:
+        tokens: ``[B, num_keep, ..., D]`` the kept frames' tokens, in time order.
+        index: ``[B, num_keep]`` int64 frame indices of the kept frames, ascending.
+    """
+
+    tokens: Tensor
+    index: Tensor
+
+
+def pool_frames(tokens: Tensor) -> Tensor:
+    """Average every frame's tokens into one feature: ``[B, T, ..., D] -> [B, T, D]``.
+
+    A ``[B, T, D]`` input (one token per frame) is returned as it is.
+    """
+    tokens = check_floating("tokens", tokens)
+    if tokens.ndim < 3:
+        raise ValueError(f"tokens must be [B, T, ..., D], got shape {tuple(tokens.shape)}")
+    if tokens.ndim == 3:
+        return tokens
+    return tokens.flatten(2, -2).mean(dim=2)
+
+
+TIE_BREAKS = ("index", "none")
+
+
+def check_tie_break(tie_break: object) -> str:
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+    return tie_break  # type: ignore[return-value]
+
+
+def density_peaks(features: Tensor, k: int = 2, tie_break: str = "index") -> DensityPeaks:
+    """DPC-kNN density, parent distance and score of every frame (see the module docstring).
+
+    Args:
+        features: ``[B, T, C]`` one feature per frame.
+        k: neighbours of the density estimate, the frame itself included; in ``[1, T]``.
+        tie_break: ``"index"`` (of equal densities the earlier frame is denser) or ``"none"``
+            (equal densities are all peaks, as the official code with its noise off).
+
+    Returns:
+        :class:`DensityPeaks` of ``[B, T]`` tensors, computed without gradient.
+    """
+    features = check_floating("features", features, ndim=3)
+    num_frames, width = features.shape[1], features.shape[2]
+    k = check_int("k", k, low=1, high=max(num_frames, 1))
+    tie_break = check_tie_break(tie_break)
+    with torch.no_grad():
+        # torch.cdist as HoT calls it: beyond 25 rows it uses the matrix-product formula, whose
+        # rounding (a diagonal that is not exactly 0) decides near-ties; same call, same picks.
+        distance = torch.cdist(features, features) / math.sqrt(width)
+        nearest = torch.topk(distance, k, dim=-1, largest=False).values
+        density = torch.exp(-(nearest**2).mean(dim=-1))
+        denser = density[:, None, :] > density[:, :, None]  # [b, i, j]: rho_j > rho_i
+        if tie_break == "index":
+            frame = torch.arange(num_frames, device=features.device)
+            earlier = frame[None, :] < frame[:, None]  # [i, j]: j < i
+            denser |= (density[:, None, :] == density[:, :, None]) & earlier
+        farthest = distance.flatten(1).amax(dim=-1)[:, None, None]
+        parent = torch.where(denser, distance, farthest).amin(dim=-1)
+    return DensityPeaks(density, parent, density * parent)
+
+
+class TokenPruningCluster(nn.Module):
+    """Keep ``num_keep`` representative frames of a ``[B, T, ..., D]`` token sequence.
+
+    The frames' tokens are averaged over every axis between time and channels (joints, for a
+    video pose transformer), the frames are scored by :func:`density_peaks` and the
+    ``num_keep`` best are gathered with all their tokens, in time order. Selection carries no
+    gradient; the kept tokens carry the gradient of the gather. HoT's Token Pruning Cluster
+    (seq2seq) is ``TokenPruningCluster(f_n)``; its seq2frame variant, which must keep the
+    frame it predicts, is ``TokenPruningCluster(f_n, keep_centre=True)``.
+
+    Args:
+        num_keep: frames kept, ``f_n``; at least 1 and at most ``T`` at call time.
+        k: neighbours of the density estimate, the frame itself included (HoT: 2).
+        keep_centre: always keep the centre frame ``(T - 1) // 2`` and choose the other
+            ``num_keep - 1`` frames among the rest.
+        tie_break: how equal densities are ordered, see :func:`density_peaks`.
+    """
+
+    def __init__(
+        self, num_keep: int, k: int = 2, keep_centre: bool = False, tie_break: str = "index"
+    ) -> None:
+        super().__init__()
+        self.num_keep = check_int("num_keep", num_keep, low=1)
+        self.k = check_int("k", k, low=1)
+        if not isinstance(keep_centre, bool):
+            raise TypeError(f"keep_centre must be a bool, got {type(keep_centre).__name__}")
+        self.keep_centre = keep_centre
+        self.tie_break = check_tie_break(tie_break)
+
+    def select(self, tokens: Tensor) -> Tensor:
+        """Indices ``[B, num_keep]`` (int64, ascending) of the frames to keep."""
+        features = pool_frames(tokens)
+        num_frames = features.shape[1]
+        if self.num_keep > num_frames:
+            raise ValueError(
+                f"num_keep={self.num_keep} frames cannot be kept from a sequence of "
+                f"{num_frames} frames (tokens of shape {tuple(tokens.shape)})"
+            )
+        score = density_peaks(features, min(self.k, num_frames), self.tie_break).score
+        if not self.keep_centre:
+            return select_topk(score, self.num_keep)
+        centre = (num_frames - 1) // 2
+        index = torch.full_like(score[:, :1], centre, dtype=torch.int64)
+        if self.num_keep > 1:
+            score = score.clone()
+            score[:, centre] = -math.inf
+            index = torch.cat([select_topk(score, self.num_keep - 1), index], dim=1)
+        return index.sort(dim=1).values
+
+    def forward(self, tokens: Tensor, index: Tensor | None = None) -> PrunedFrames:
+        """Prune the frames of ``tokens`` ``[B, T, ..., D]``.
+
+        Args:
+            tokens: ``[B, T, ..., D]`` with time on axis 1 and channels last.
+            index: ``[B, num_keep]`` frames to keep instead of the clustering's choice (HoT's
+                flip test reuses the unflipped input's frames); None to cluster.
+
+        Returns:
+            :class:`PrunedFrames` ``(tokens [B, num_keep, ..., D], index [B, num_keep])``.
+        """
+        tokens = check_floating("tokens", tokens)
+        if tokens.ndim < 3:
+            raise ValueError(f"tokens must be [B, T, ..., D], got shape {tuple(tokens.shape)}")
+        if index is None:
+            index = self.select(tokens)
+        else:
+            index = check_index("index", index)
+            check_same_device(tokens=tokens, index=index)
+            if index.ndim != 2 or index.shape[0] != tokens.shape[0]:
+                raise ValueError(
+                    f"index must be [B={tokens.shape[0]}, num_keep], got {tuple(index.shape)}"
+                )
+            check_index_range("index", index, tokens.shape[1])
+        batch = torch.arange(tokens.shape[0], device=tokens.device)[:, None]
+        return PrunedFrames(tokens[batch, index], index)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_keep={self.num_keep}, k={self.k}, keep_centre={self.keep_centre}, "
+            f"tie_break={self.tie_break!r}"
+        )
