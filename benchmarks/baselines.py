@@ -19,12 +19,13 @@ from pathlib import Path
 
 import torch
 
+from models.common.timing import interleaved_latency_ms
 from models.hevitpose import PUBLISHED as HEVITPOSE_PUBLISHED
 from models.hevitpose import build_hevitpose
 from models.tokenpose import build_ppt, build_tokenpose
 from tokenprune import count_flops
 
-from .report import environment_line, time_interleaved, write_atomic
+from .report import environment_line, write_atomic
 
 POSE = (3, 256, 192)
 MPII = (3, 256, 256)
@@ -57,7 +58,8 @@ def table(batches: list[int], repeats: int) -> list[str]:
     latency = {}
     for group in _models():
         shape = group[0][2]
-        per_batch = [time_interleaved([m for _, m, *_ in group], torch.randn(b, *shape), repeats)
+        group_models = [model for _, model, *_ in group]
+        per_batch = [interleaved_latency_ms(group_models, torch.randn(b, *shape), repeats)
                      for b in batches]  # fmt: skip
         for index, (name, model, shape, (params, gflops), note) in enumerate(group):
             with warnings.catch_warnings():

@@ -112,6 +112,29 @@ def test_cluster_is_deterministic_and_ignores_joint_order():
     assert [i // 10 for i in TokenPruningCluster(3)(tokens).index[0].tolist()] == [0, 1, 2]
 
 
+@given(frame_features(), st.integers(2, 12))
+def test_keep_centre_adds_the_best_other_frames(case, num_keep):
+    features, k = case
+    frames = features.shape[1]
+    num_keep = min(num_keep, frames)
+    centre = (frames - 1) // 2
+    index = TokenPruningCluster(num_keep, k, keep_centre=True).select(features)
+    score = density_peaks(features, k).score
+    for row_score, row_index in zip(score, index, strict=True):
+        others = [i for i in row_index.tolist() if i != centre]
+        assert len(others) == num_keep - 1
+        rest = [i for i in range(frames) if i != centre and i not in others]
+        if others and rest:
+            assert row_score[others].min() >= row_score[rest].max()
+
+
+def test_cluster_scores_half_precision_in_float32():
+    tokens, _ = repeated_segments(3)
+    cluster = TokenPruningCluster(3)
+    assert torch.equal(cluster.select(tokens.half()), cluster.select(tokens.half().float()))
+    assert cluster(tokens.half()).tokens.dtype == torch.float16
+
+
 def test_cluster_passes_gradient_to_kept_tokens_only():
     tokens, _ = repeated_segments(2)
     tokens.requires_grad_(True)
@@ -148,6 +171,10 @@ def test_cluster_bad_input():
         TokenPruningCluster(2)(torch.randn(1, 5, 4), torch.tensor([[0, 5]]))
     with pytest.raises(ValueError, match="index must be"):
         TokenPruningCluster(2)(torch.randn(1, 5, 4), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"index must be \[B, num_keep\] = \[1, 2\]"):
+        TokenPruningCluster(2)(torch.randn(1, 5, 4), torch.tensor([[0, 1, 2]]))
+    kept = TokenPruningCluster(2)(torch.randn(1, 5, 4), torch.tensor([[0, 3]], dtype=torch.int32))
+    assert kept.index.dtype == torch.int64
     with pytest.raises(ValueError, match="tie_break"):
         TokenPruningCluster(2, tie_break="random")
     with pytest.raises(ValueError, match="k must be"):
@@ -220,6 +247,10 @@ def test_recovery_bad_input():
         TokenRecoveringAttention(10, 5, 3)
     with pytest.raises(ValueError, match="num_tokens"):
         TokenRecoveringAttention(8, 0, 2)
+    with pytest.raises(ValueError, match="attn_drop"):
+        TokenRecoveringAttention(8, 5, 2, attn_drop=1.0)
+    with pytest.raises(ValueError, match="proj_drop"):
+        TokenRecoveringAttention(8, 5, 2, proj_drop=-0.1)
     module = TokenRecoveringAttention(8, 5, 2)
     with pytest.raises(ValueError, match=r"kept must be \[B, n >= 1, \.\.\., D=8\]"):
         module(torch.randn(1, 3, 6))

@@ -9,8 +9,9 @@ import torch
 
 from models.common.checkpoint import load_state_dict_file
 from models.hot.demo import main as demo_main
+from models.hot.evaluation import evaluate, predict_sequence
 from models.hot.loss import H36M_JOINT_WEIGHTS, lifting_loss
-from models.hot.train import LiftingConfig, LiftingTrainer, evaluate
+from models.hot.train import LiftingConfig, LiftingTrainer
 from models.hot.train import main as train_main
 from models.pose3d.h36m import load_split
 from models.pose3d.synthetic import write_dataset
@@ -70,13 +71,12 @@ def test_resumed_training_equals_uninterrupted(motion, tmp_path):
         assert torch.equal(value, resumed.model.state_dict()[name]), name
 
 
-def test_seq2frame_trains_and_scores_centre_frames(motion, tmp_path):
+def test_seq2frame_trains_and_scores(motion, tmp_path):
     _, train, test = motion
     config = replace(TINY, variant="tpc", prune_loop=7, max_steps=2)
     trainer = LiftingTrainer(config, train, test, tmp_path)
     metrics = trainer.fit()
     assert metrics["MPJPE"] > 0 and metrics["P-MPJPE"] > 0
-    # the first (F - 1) // 2 frames have no centre prediction and are not scored; the rest are
     assert set(metrics["per_action"]) == {"Walking", "Waving"}
 
 
@@ -97,7 +97,7 @@ def test_evaluation_of_a_perfect_model_is_zero(motion):
         def _targets(self, clip):
             for sequence in test:
                 frames = torch.from_numpy(sequence.inputs_2d)
-                for start in range(0, len(frames), len(clip)):
+                for start in range(len(frames)):
                     rows = torch.arange(start, start + len(clip)).clamp(max=len(frames) - 1)
                     if torch.equal(frames[rows], clip):
                         return torch.from_numpy(sequence.targets_3d)[rows]
@@ -105,6 +105,27 @@ def test_evaluation_of_a_perfect_model_is_zero(motion):
 
     metrics = evaluate(Oracle(), test, flip=False)
     assert metrics["MPJPE"] < 1e-3 and metrics["P-MPJPE"] < 1e-3
+
+
+@pytest.mark.parametrize("variant", ["hot", "tpc"])
+def test_every_frame_is_predicted(motion, variant):
+    _, _, test = motion
+    sizes = {"prune_loop": 7, "num_kept": 4} if variant == "tpc" else {}
+    model = replace(TINY, variant=variant, **sizes).build_model()
+    for length in (5, 9, 23):  # shorter than a clip, one clip, clips plus an overlapping one
+        inputs = torch.from_numpy(test[0].inputs_2d[:length])
+        pred = predict_sequence(model, inputs, flip=True, batch_size=4)
+        assert pred.shape == (length, 17, 3) and not pred.isnan().any()
+        assert (pred[:, 0] == 0).all()
+
+
+def test_trainer_and_cli_errors(motion, tmp_path):
+    root, train, test = motion
+    trainer = LiftingTrainer(replace(TINY, batch_size=10_000), train, test, tmp_path)
+    with pytest.raises(ValueError, match="batch_size=10000"):
+        trainer.fit()
+    with pytest.raises(ValueError, match="exactly one of --checkpoint"):
+        train_main(["--data", str(root), "--frames", "9", "--dim", "16", "--eval-only"])
 
 
 def test_cli_trains_and_evaluates_our_checkpoint(motion, tmp_path, capsys):

@@ -24,7 +24,9 @@ noise, so its selection changes from run to run. Here the tie-break is determini
   all peaks), for reproducing official outputs.
 
 Equal scores go to the earlier frame (:func:`tokenprune.select_topk`). The selection is a pure
-function of the features.
+function of the features as computed: distances of more than 25 frames come from
+:func:`torch.cdist`'s matrix-product formula, whose last-bit rounding (and so a near-tie) may
+differ between platforms or thread counts.
 """
 
 from __future__ import annotations
@@ -127,7 +129,8 @@ class TokenPruningCluster(nn.Module):
 
     Args:
         num_keep: frames kept, ``f_n``; at least 1 and at most ``T`` at call time.
-        k: neighbours of the density estimate, the frame itself included (HoT: 2).
+        k: neighbours of the density estimate, the frame itself included (HoT: 2); sequences
+            shorter than ``k`` use all their frames.
         keep_centre: always keep the centre frame ``(T - 1) // 2`` and choose the other
             ``num_keep - 1`` frames among the rest.
         tie_break: how equal densities are ordered, see :func:`density_peaks`.
@@ -144,9 +147,13 @@ class TokenPruningCluster(nn.Module):
         self.keep_centre = keep_centre
         self.tie_break = check_tie_break(tie_break)
 
+    @torch.no_grad()
     def select(self, tokens: Tensor) -> Tensor:
-        """Indices ``[B, num_keep]`` (int64, ascending) of the frames to keep."""
+        """Indices ``[B, num_keep]`` (int64, ascending) of the frames to keep. Scores are
+        computed in at least float32 (half-precision distances would tie wholesale)."""
         features = pool_frames(tokens)
+        if features.dtype in (torch.float16, torch.bfloat16):
+            features = features.float()
         num_frames = features.shape[1]
         if self.num_keep > num_frames:
             raise ValueError(
@@ -183,11 +190,13 @@ class TokenPruningCluster(nn.Module):
         else:
             index = check_index("index", index)
             check_same_device(tokens=tokens, index=index)
-            if index.ndim != 2 or index.shape[0] != tokens.shape[0]:
+            expected = (tokens.shape[0], self.num_keep)
+            if tuple(index.shape) != expected:
                 raise ValueError(
-                    f"index must be [B={tokens.shape[0]}, num_keep], got {tuple(index.shape)}"
+                    f"index must be [B, num_keep] = {list(expected)}, got {tuple(index.shape)}"
                 )
             check_index_range("index", index, tokens.shape[1])
+            index = index.long()
         batch = torch.arange(tokens.shape[0], device=tokens.device)[:, None]
         return PrunedFrames(tokens[batch, index], index)
 

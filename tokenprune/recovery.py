@@ -58,7 +58,8 @@ class TokenRecoveringAttention(nn.Module):
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.dim, self.num_heads = dim, num_heads
         self.num_tokens = check_int("num_tokens", num_tokens, low=1)
-        self.attn_drop = check_float("attn_drop", attn_drop, low=0.0, high=1.0)
+        self.attn_drop = check_float("attn_drop", attn_drop, low=0.0, high=1.0, high_open=True)
+        proj_drop = check_float("proj_drop", proj_drop, low=0.0, high=1.0, high_open=True)
         self.queries = nn.Parameter(torch.zeros(1, self.num_tokens, dim))
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.k = nn.Linear(dim, dim, bias=qkv_bias)
@@ -75,7 +76,7 @@ class TokenRecoveringAttention(nn.Module):
             )
         batch, middle = kept.shape[0], kept.shape[2:-1]
         sequences = rearrange(kept, "b n ... d -> (b ...) n d")
-        queries = self.queries.expand(sequences.shape[0], -1, -1).to(sequences.dtype)
+        queries = self.queries.expand(sequences.shape[0], -1, -1)
         split = "s n (h d) -> s h n d"
         q = rearrange(self.q(queries), split, h=self.num_heads)
         k = rearrange(self.k(sequences), split, h=self.num_heads)

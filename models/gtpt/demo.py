@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from models.common.timing import interleaved_latency_ms
 from models.pose.cli import load_config
 from models.pose.data import KeypointDataset, Person
 from models.pose.engine import predict_dataset
@@ -105,18 +105,8 @@ def score_predictions(trainer, predictions: tuple) -> dict:
 
 def latency_ms(model, image_size, repeats: int = 20) -> float:
     """Median batch-1 CPU latency on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     images = torch.randn(1, 3, *image_size)
-    times = []
-    with torch.inference_mode():
-        model(images)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(images)
-            times.append((time.perf_counter() - start) * 1e3)
-    torch.set_num_threads(threads)
-    return statistics.median(times)
+    return interleaved_latency_ms([model], images, repeats, threads=1)[0]
 
 
 def draw_predictions(trainer, model, output: Path, count: int = 4) -> Path:

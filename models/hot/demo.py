@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch
 
+from models.common.timing import interleaved_latency_ms
 from models.pose3d.h36m import PoseSequence, load_split
-from models.pose3d.metrics import action_average, mpjpe, p_mpjpe
 from models.pose3d.synthetic import ACTIONS, SUBJECTS, write_dataset
 from tokenprune import count_flops
 
+from .evaluation import score_sequences
 from .train import LiftingConfig, LiftingTrainer
 
 NAMES = {"mixste": "MixSTE", "hot": "HoT w. MixSTE"}
@@ -36,9 +37,10 @@ NAMES = {"mixste": "MixSTE", "hot": "HoT w. MixSTE"}
 def ensure_data(root: Path, frames: int, seed: int = 0) -> None:
     """Write the synthetic set unless the same one is already there."""
     marker = root / "complete.json"
-    wanted = {"frames": frames, "seed": seed}
+    wanted = {"frames": frames, "seed": seed, "generator": 2}
     if marker.is_file() and json.loads(marker.read_text()) == wanted:
         return
+    marker.unlink(missing_ok=True)  # a run dying mid-write must not leave a stale marker
     write_dataset(root, frames=frames, seed=seed, subjects=SUBJECTS, actions=ACTIONS)
     marker.write_text(json.dumps(wanted))
 
@@ -46,28 +48,8 @@ def ensure_data(root: Path, frames: int, seed: int = 0) -> None:
 def mean_pose_baseline(train: list[PoseSequence], test: list[PoseSequence]) -> dict:
     """MPJPE / P-MPJPE (mm) of predicting the training mean pose for every test frame."""
     mean = torch.from_numpy(sum(s.targets_3d.sum(0) for s in train) / sum(len(s) for s in train))
-    errors, aligned = [], []
-    for sequence in test:
-        truth = torch.from_numpy(sequence.targets_3d)
-        guess = mean.to(truth.dtype).expand_as(truth)
-        errors.append((sequence.action, mpjpe(guess, truth, "none") * 1000))
-        aligned.append((sequence.action, p_mpjpe(guess, truth, "none") * 1000))
-    return {"MPJPE": action_average(errors)[1], "P-MPJPE": action_average(aligned)[1]}
-
-
-def latency_ms(model, clip: torch.Tensor, repeats: int = 20) -> float:
-    """Median single-thread CPU latency of one clip."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    times = []
-    with torch.inference_mode():
-        model(clip)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(clip)
-            times.append((time.perf_counter() - start) * 1e3)
-    torch.set_num_threads(threads)
-    return sorted(times)[len(times) // 2]
+    guesses = [mean.expand(len(s), -1, -1) for s in test]
+    return score_sequences(guesses, test)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     train, test = load_split(args.data, "train", "synthetic", "noisy"), load_split(
         args.data, "test", "synthetic", "noisy"
     )
-    rows = []
+    rows, models = [], []
     for variant in ("mixste", "hot"):
         config = replace(base, variant=variant)
         output = args.output / variant
@@ -96,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = trainer.fit()
         minutes = (time.perf_counter() - train_start) / 60
         model = trainer.model.eval()
+        models.append(model)
         clip = torch.randn(1, config.frames, 17, 2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fvcore's import and tracer warnings
@@ -107,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             "name": NAMES[variant], "frames": kept, "steps": trainer.step, "minutes": minutes,
             "MPJPE": metrics["MPJPE"], "P-MPJPE": metrics["P-MPJPE"],
             "params": report.params / 1e6, "gflops": 2 * report.paper_macs / 1e9,
-            "all_gflops": 2 * report.macs / 1e9, "latency_ms": latency_ms(model, clip),
+            "all_gflops": 2 * report.macs / 1e9,
         })  # fmt: skip
+    # both models time one clip on one thread, taking turns, so drift affects both alike
+    latencies = interleaved_latency_ms(models, torch.randn(1, base.frames, 17, 2), 20, threads=1)
+    for row, latency in zip(rows, latencies, strict=True):
+        row["latency_ms"] = latency
     chance = mean_pose_baseline(train, test)
     lines = [
         f"MixSTE and HoT w. MixSTE, 27-frame clips, width 64, 8 loops, trained {rows[0]['steps']}"

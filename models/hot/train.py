@@ -10,10 +10,11 @@
 
 The recipe is HoT's: AdamW (weight decay 0.1), the learning rate times 0.99 after every epoch,
 the loss of :mod:`models.hot.loss` on root-relative poses, horizontal flips for training and a
-flip test for evaluation. MPJPE and P-MPJPE are in millimetres, pooled per action and averaged
-over actions (Protocol #1 and #2). Checkpoints (``last.pt`` every epoch, ``best.pt`` at the
-lowest MPJPE) are written atomically; a run resumed from ``last.pt`` continues with the same
-data order and augmentation as an uninterrupted one.
+flip test for evaluation. MPJPE and P-MPJPE are in millimetres, every test frame scored, pooled
+per action and averaged over actions (Protocol #1 and #2; :mod:`models.hot.evaluation`).
+Checkpoints (``last.pt`` every epoch, ``best.pt`` at the lowest test MPJPE, as HoT selects)
+are written atomically; a run resumed from ``last.pt`` (epoch boundaries) continues with the
+same data order and augmentation as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -27,16 +28,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader
 
 from models.common.checkpoint import load_state_dict_file, save_atomic
 from models.pose3d.h36m import ClipDataset, PoseSequence, load_split
-from models.pose3d.metrics import action_average, mpjpe, p_mpjpe
-from models.pose3d.skeleton import flip_pose
 
 from .build import build_hot_mixste
 from .convert import convert_official_state_dict
+from .evaluation import evaluate
 from .loss import lifting_loss
 from .model import MixSTE
 
@@ -67,65 +66,21 @@ class LiftingConfig:
         return build_hot_mixste(self.variant, **sizes)
 
 
-def predict(model: MixSTE, inputs: Tensor, flip: bool) -> tuple[Tensor, Tensor | None]:
-    """Poses of a batch of clips ``[B, F, J, 2]``: ``([B, F or num_kept, J, 3], kept frames)``,
-    averaged with the mirrored clip's when ``flip``. The seq2frame model reuses the unflipped
-    clip's frames for the mirrored one, as HoT does; seq2seq models cluster each on its own."""
-    out = model(inputs)
-    if not flip:
-        return out.poses, out.kept_frames
-    reuse = out.kept_frames if model.recovery is None else None
-    mirrored = model(flip_pose(inputs), kept_frames=reuse).poses
-    return (out.poses + flip_pose(mirrored)) / 2, out.kept_frames
-
-
-@torch.no_grad()
-def evaluate(
-    model: MixSTE, sequences: Sequence[PoseSequence], flip: bool = True, batch_size: int = 64
-) -> dict:
-    """MPJPE and P-MPJPE (mm) of ``model`` on ``sequences``.
-
-    Seq2seq models predict every frame from non-overlapping clips (the last one padded).
-    A seq2frame model predicts the centre frame of the clip starting at every frame, so the
-    first ``(F - 1) // 2`` frames of a sequence are not scored.
-    """
-    model.eval()
-    frames = model.config.num_frames
-    seq2frame = model.cluster is not None and model.recovery is None
-    centre = (frames - 1) // 2
-    clips = ClipDataset(sequences, frames, stride=1 if seq2frame else frames)
-    predictions = [torch.full(s.targets_3d.shape, torch.nan) for s in sequences]
-    for batch in DataLoader(clips, batch_size=batch_size):
-        poses, kept = predict(model, batch["inputs_2d"], flip)
-        for b, (index, start) in enumerate(zip(batch["sequence"], batch["start"], strict=True)):
-            target = predictions[int(index)]
-            if seq2frame:
-                slot = int((kept[b] == centre).nonzero()[0])
-                if start + centre < len(target):
-                    target[start + centre] = poses[b, slot]
-            else:
-                valid = batch["valid"][b]
-                target[start:start + int(valid.sum())] = poses[b, valid]
-    errors, aligned = [], []
-    for sequence, pred in zip(sequences, predictions, strict=True):
-        scored = ~pred.isnan().any(dim=(1, 2))
-        pred = pred - pred[:, :1]  # root-relative, as the targets
-        truth = torch.from_numpy(sequence.targets_3d)
-        errors.append((sequence.action, mpjpe(pred[scored], truth[scored], "none") * 1000))
-        aligned.append((sequence.action, p_mpjpe(pred[scored], truth[scored], "none") * 1000))
-    per_action, mean = action_average(errors)
-    _, p_mean = action_average(aligned)
-    return {"MPJPE": mean, "P-MPJPE": p_mean, "per_action": per_action}
-
-
 class LiftingTrainer:
     """HoT's training loop over :class:`ClipDataset` clips, with atomic checkpoints."""
 
-    def __init__(self, config: LiftingConfig, train: Sequence[PoseSequence],
-                 test: Sequence[PoseSequence], output: Path) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: LiftingConfig,
+        train: Sequence[PoseSequence],
+        test: Sequence[PoseSequence],
+        output: Path,
+        device: str = "cpu",
+    ) -> None:
         self.config, self.test, self.output = config, test, output
+        self.device = torch.device(device)
         torch.manual_seed(config.seed)
-        self.model = config.build_model()
+        self.model = config.build_model().to(self.device)
         stride = config.train_stride or max(config.frames // 3, 1)
         self.clips = ClipDataset(train, config.frames, stride, flip_prob=0.5 * config.flip,
                                  seed=config.seed)  # fmt: skip
@@ -140,7 +95,7 @@ class LiftingTrainer:
                 "best": self.best, "config": asdict(self.config)}  # fmt: skip
 
     def resume(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location=self.device, weights_only=True)
         if state.get("config") != asdict(self.config):
             raise ValueError(
                 f"{path} was written with another configuration: {state.get('config')}"
@@ -181,13 +136,18 @@ class LiftingTrainer:
         order = torch.Generator().manual_seed(self.config.seed + self.epoch)
         loader = DataLoader(self.clips, self.config.batch_size, shuffle=True, generator=order,
                             drop_last=True)  # fmt: skip
+        if len(loader) == 0:
+            raise ValueError(
+                f"batch_size={self.config.batch_size} exceeds the {len(self.clips)} training "
+                "clips: no batch to train on"
+            )
         self.model.train()
         start = time.perf_counter()
         for batch in loader:
             if self._budget_spent():
                 break
-            out = self.model(batch["inputs_2d"])
-            target = batch["targets_3d"]
+            out = self.model(batch["inputs_2d"].to(self.device))
+            target = batch["targets_3d"].to(self.device)
             if out.poses.shape[1] != target.shape[1]:  # seq2frame: the kept frames only
                 target = target[torch.arange(len(target))[:, None], out.kept_frames]
             loss = lifting_loss(out.poses, target).total
@@ -204,15 +164,19 @@ class LiftingTrainer:
 
 def load_weights(model: MixSTE, checkpoint: Path | None, official: Path | None) -> None:
     """Load one of our checkpoints (a training state or a bare state_dict) or an official one."""
+    if (checkpoint is None) == (official is None):
+        raise ValueError("evaluation needs exactly one of --checkpoint and --official-checkpoint")
     if official is not None:
         model.load_state_dict(convert_official_state_dict(load_state_dict_file(official)))
-    elif checkpoint is not None:
+    else:
         model.load_state_dict(load_state_dict_file(checkpoint))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("data/synthetic3d"))
+    parser.add_argument("--data", type=Path, default=Path("data/synthetic3d"),
+                        help="folder of the npz files (pickled dicts: use trusted files only)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--name", default="synthetic", help="data_3d_<name>.npz")
     parser.add_argument("--detector", default="noisy", help="data_2d_<name>_<detector>.npz")
     parser.add_argument("--output", type=Path, default=Path("runs/hot"))
@@ -239,10 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_only:
         model = config.build_model()
         load_weights(model, args.checkpoint, args.official_checkpoint)
-        metrics = evaluate(model, test, config.flip)
+        metrics = evaluate(model.to(args.device), test, config.flip)
     else:
         train = load_split(args.data, "train", args.name, args.detector)
-        trainer = LiftingTrainer(config, train, test, args.output)
+        trainer = LiftingTrainer(config, train, test, args.output, args.device)
         if args.resume is not None:
             trainer.resume(args.resume)
         metrics = trainer.fit()

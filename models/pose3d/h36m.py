@@ -189,11 +189,16 @@ def dataset_files(
 
 
 def _read_npz(path: Path, required: Sequence[str]) -> dict[str, object]:
-    """The entries of a trusted npz archive (pickled objects unwrapped)."""
+    """The entries of a trusted npz archive (pickled objects unwrapped).
+
+    The VideoPose3D layout stores dicts as pickles, and unpickling a crafted file runs its code:
+    read only files from a source you trust. The zip check below only turns a wrong file type
+    into a clear error; it is no protection against a malicious archive.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} does not exist")
     with open(path, "rb") as handle:
-        if handle.read(4) != b"PK\x03\x04":  # refuse to unpickle anything but an npz (zip)
+        if handle.read(4) != b"PK\x03\x04":  # an npz is a zip archive
             raise ValueError(f"{str(path)!r} is not an npz archive")
     try:
         with np.load(path, allow_pickle=True) as archive:
@@ -207,7 +212,8 @@ def _read_npz(path: Path, required: Sequence[str]) -> dict[str, object]:
                 value = archive[key]
                 out[key] = value.item() if value.dtype == object and value.shape == () else value
             return out
-    except (OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as error:
+    except (OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ModuleNotFoundError,
+            AttributeError) as error:  # fmt: skip
         raise ValueError(f"cannot read {str(path)!r}: {error}") from None
 
 

@@ -259,13 +259,14 @@ def generate_dataset(
         raise ValueError(f"noise_px must be non-negative, got {noise_px}")
     data = SyntheticData({}, {}, {}, {})
     for s, subject in enumerate(subjects):
-        rng = np.random.default_rng([seed, s])
+        # distinct tags: numpy pads short entropy, so [seed, s] and [seed, s, 0] would share bits
+        rng = np.random.default_rng([seed, 0, s])
         offsets = skeleton_offsets(rng, rng.uniform(0.9, 1.1))
         cameras = data.cameras[subject] = _cameras(rng)
         for name in ("positions_3d", "positions_2d", "detections_2d"):
             getattr(data, name)[subject] = {}
         for a, action in enumerate(actions):
-            action_rng = np.random.default_rng([seed, s, a])
+            action_rng = np.random.default_rng([seed, 1, s, a])
             length = frames + int(action_rng.integers(0, frames // 5 + 1))
             world = generate_motion(action, length, action_rng, offsets)
             data.positions_3d[subject][action] = world.astype(np.float32)
