@@ -47,7 +47,7 @@ def predict_sequence(
     edge-padded by half a clip on both sides. The root joint is set to 0, as in the targets.
     """
     model.eval()
-    inputs = inputs.to(next(model.parameters()).device)
+    inputs = inputs.to(next((p.device for p in model.parameters()), inputs.device))
     frames, length = model.config.num_frames, len(inputs)
     seq2frame = model.cluster is not None and model.recovery is None
     out = inputs.new_full((length, inputs.shape[1], 3), float("nan"))
