@@ -12,10 +12,8 @@ same run, so the speedup is a ratio of two measurements taken side by side.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
-from pathlib import Path
 
 import torch
 
@@ -25,7 +23,7 @@ from models.hevitpose import build_hevitpose
 from models.tokenpose import build_ppt, build_tokenpose
 from tokenprune import count_flops
 
-from .report import environment_line, write_atomic
+from .report import add_timing_arguments, publish
 
 POSE = (3, 256, 192)
 MPII = (3, 256, 256)
@@ -85,15 +83,10 @@ def table(batches: list[int], repeats: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--output", type=Path)
+    add_timing_arguments(parser, batches=[1, 16], repeats=10)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    header = ["# Baselines benchmark", "", environment_line() + f", {args.threads} threads", ""]
     notes = [
-        "",
         "Paper GMACs: thop's module hooks (Linear, Conv, normalisation; no attention matmuls). "
         "thop counts a transposed convolution over its output positions, four times the real "
         "multiply-adds of HEViTPose's stride-2 head, so for HEViTPose the full count (fvcore, "
@@ -103,10 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         "eval mode, no BatchNorm folding; a TokenPose and its PPT take turns within every "
         "repeat, so drift in the machine's speed does not bias their ratio.",
     ]
-    print("\n".join(header), flush=True)
-    lines = header + table(args.batches, args.repeats) + notes
-    if args.output is not None:
-        write_atomic(args.output, "\n".join(lines) + "\n")
+    publish("Baselines benchmark", f", {args.threads} threads",
+            lambda: table(args.batches, args.repeats), notes, args.output)  # fmt: skip
     return 0
 
 

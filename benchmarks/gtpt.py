@@ -24,10 +24,11 @@ from pathlib import Path
 
 import torch
 
+from models.common.reporting import write_text_atomic
 from models.gtpt import build_gtpt, optimize_for_inference
 from tokenprune import count_flops
 
-from .report import environment_line, write_atomic
+from .report import environment_line
 
 IMAGE = (3, 256, 192)
 UNPRUNED = (1.0, 1.0, 1.0, 1.0)
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += speed_table(args.variant, args.batches, sorted(set(args.threads)), args.repeats)
     text = "\n".join(lines) + "\n"
     if args.output is not None:
-        write_atomic(args.output, text)
+        write_text_atomic(args.output, text)
     return 0
 
 

@@ -13,10 +13,8 @@ same run, so the speedups are ratios of measurements taken side by side.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
-from pathlib import Path
 
 import torch
 
@@ -24,31 +22,30 @@ from models.common.timing import interleaved_latency_ms
 from models.hot import build_hot_mixste
 from tokenprune import count_flops
 
-from .report import environment_line, write_atomic
+from .report import add_timing_arguments, publish
 
 #: Published FLOPs (G) of Human3.6M 243-frame models, as HoT's script counts them: read off
 #: HoT's FLOPs figure (MixSTE about 277, HoT about 167, TPC about 251) and, for MixSTE and HoT,
 #: as the issue and HoT's README round them.
 PUBLISHED_GFLOPS = {"mixste": 278.0, "hot": 168.0, "tpc": 251.0}
 NAMES = {"mixste": "MixSTE", "hot": "HoT w. MixSTE (seq2seq)", "tpc": "TPC w. MixSTE (seq2frame)"}
-SMALL = {"num_frames": 27, "dim": 64, "num_kept": 9, "prune_loop": 1}
 
 
-def _models(small: bool):
+#: The smoke run's sizes: 27 frames of width 64; HoT keeps 9 frames from loop 1 (the official
+#: fixture's configuration), TPC 7 frames for the last loop.
+SMALL = {
+    "mixste": {"num_frames": 27, "dim": 64},
+    "hot": {"num_frames": 27, "dim": 64, "num_kept": 9, "prune_loop": 1},
+    "tpc": {"num_frames": 27, "dim": 64, "num_kept": 7, "prune_loop": 7},
+}
+
+
+def _models(small: bool) -> dict:
+    """MixSTE, HoT and TPC sharing one set of weights (only pruning and recovery differ)."""
     torch.manual_seed(0)
-    overrides = SMALL if small else {}
-    models = {}
-    for variant in ("mixste", "hot", "tpc"):
-        if small and variant != "hot":
-            sizes = {k: v for k, v in SMALL.items() if k in ("num_frames", "dim")}
-            if variant == "tpc":
-                sizes |= {"num_kept": 7, "prune_loop": 7}
-            model = build_hot_mixste(variant, **sizes)
-        else:
-            model = build_hot_mixste(variant, **(overrides if variant == "hot" else {}))
-        models[variant] = model.eval()
+    models = {v: build_hot_mixste(v, **(SMALL[v] if small else {})).eval() for v in SMALL}
     shared = models["mixste"].state_dict()
-    for variant in ("hot", "tpc"):  # one set of weights: only pruning and recovery differ
+    for variant in ("hot", "tpc"):
         result = models[variant].load_state_dict(shared, strict=False)
         assert not result.unexpected_keys, result
         assert all(k == "slot_pos" or k.startswith("recovery.") for k in result.missing_keys)
@@ -98,28 +95,21 @@ def table(small: bool, batches: list[int], repeats: int) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="27 frames, width 64: a smoke run")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1])
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--output", type=Path)
+    add_timing_arguments(parser, batches=[1], repeats=5)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = "27 frames, width 64 (smoke run)" if args.small else "243 frames, width 512"
-    header = ["# HoT benchmark", "", environment_line() + f", {args.threads} threads; {size}", ""]
     notes = [
-        "",
         "GFLOPs (thop x 2): HoT's convention, multiply-adds of the Linear layers and "
         "LayerNorms counted by module hooks, times 2; the attention products are not counted. "
         "GFLOPs incl. attention: every matrix product (fvcore), times 2. Published: HoT's FLOPs "
         "figure. Latency: median of the repeats after a warm-up, float32, eval mode, one clip "
         "per batch entry; the three models take turns within every repeat. They share their "
-        "weights; TPC's frames come from a "
-        "seq2frame model (it returns the kept frames, the centre one is the prediction).",
+        "weights; TPC's frames come from a seq2frame model (it returns the kept frames, the "
+        "centre one is the prediction).",
     ]
-    print("\n".join(header), flush=True)
-    lines = header + table(args.small, args.batches, args.repeats) + notes
-    if args.output is not None:
-        write_atomic(args.output, "\n".join(lines) + "\n")
+    publish("HoT benchmark", f", {args.threads} threads; {size}",
+            lambda: table(args.small, args.batches, args.repeats), notes, args.output)  # fmt: skip
     return 0
 
 

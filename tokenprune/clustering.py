@@ -79,7 +79,7 @@ def pool_frames(tokens: Tensor) -> Tensor:
 TIE_BREAKS = ("index", "none")
 
 
-def check_tie_break(tie_break: object) -> str:
+def _check_tie_break(tie_break: object) -> str:
     if tie_break not in TIE_BREAKS:
         raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
     return tie_break  # type: ignore[return-value]
@@ -100,7 +100,7 @@ def density_peaks(features: Tensor, k: int = 2, tie_break: str = "index") -> Den
     features = check_floating("features", features, ndim=3)
     num_frames, width = features.shape[1], features.shape[2]
     k = check_int("k", k, low=1, high=max(num_frames, 1))
-    tie_break = check_tie_break(tie_break)
+    tie_break = _check_tie_break(tie_break)
     with torch.no_grad():
         # torch.cdist as HoT calls it: beyond 25 rows it uses the matrix-product formula, whose
         # rounding (a diagonal that is not exactly 0) decides near-ties; same call, same picks.
@@ -145,7 +145,7 @@ class TokenPruningCluster(nn.Module):
         if not isinstance(keep_centre, bool):
             raise TypeError(f"keep_centre must be a bool, got {type(keep_centre).__name__}")
         self.keep_centre = keep_centre
-        self.tie_break = check_tie_break(tie_break)
+        self.tie_break = _check_tie_break(tie_break)
 
     @torch.no_grad()
     def select(self, tokens: Tensor) -> Tensor:

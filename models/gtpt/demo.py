@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from models.common.reporting import write_results
 from models.common.timing import interleaved_latency_ms
 from models.pose.cli import load_config
 from models.pose.data import KeypointDataset, Person
@@ -222,13 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     table = "\n".join(lines)
     print("\n" + table)
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "results.md").write_text(table + "\n")
-    (args.output / "results.json").write_text(json.dumps({"chance": chance, "rows": rows},
-                                                         indent=2))  # fmt: skip
+    results = write_results(args.output, table, {"chance": chance, "rows": rows})
     plot_path = plot(rows, chance["AP"], args.output / "accuracy_vs_flops.png")
     picture = draw_predictions(trainer, model, args.output)
-    print(f"\nwrote {plot_path}, {picture} and {args.output / 'results.md'}")
+    print(f"\nwrote {plot_path}, {picture} and {results}")
     print(f"total {(time.perf_counter() - start) / 60:.1f} min")
     return 0
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from models.common.reporting import write_results
 from models.common.timing import interleaved_latency_ms
 from models.pose3d.h36m import PoseSequence, load_split
 from models.pose3d.synthetic import ACTIONS, SUBJECTS, write_dataset
@@ -116,12 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     table = "\n".join(lines)
     print("\n" + table)
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "results.md").write_text(table + "\n")
-    (args.output / "results.json").write_text(json.dumps({"chance": chance, "rows": rows},
-                                                         indent=2))  # fmt: skip
-    minutes = (time.perf_counter() - start) / 60
-    print(f"\nwrote {args.output / 'results.md'}; total {minutes:.1f} min")
+    written = write_results(args.output, table, {"chance": chance, "rows": rows})
+    print(f"\nwrote {written}; total {(time.perf_counter() - start) / 60:.1f} min")
     return 0
 
 

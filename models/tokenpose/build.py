@@ -12,8 +12,8 @@ PPT_KEEP_RATIO = 0.7
 #: ``dim ** -0.5``; B has HRNet-W32's stages 1-3 and the usual ``head_dim ** -0.5``. Both have
 #: 12 layers of width 192 with 8 heads and heatmaps at 1/4.
 VARIANTS = {
-    "s": {"stem": "stemnet", "head_dim_scale": False},
-    "b": {"stem": "hrnet_w32", "head_dim_scale": True},
+    "s": {"stem": "stemnet", "scale_with_head": False},
+    "b": {"stem": "hrnet_w32", "scale_with_head": True},
 }
 
 
@@ -21,11 +21,7 @@ def _variant(variant: str, kwargs: dict) -> dict:
     """The :class:`TokenPose` arguments of a variant, ``kwargs`` taking precedence."""
     if not isinstance(variant, str) or variant.lower() not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)} (S-v1 or B), got {variant!r}")
-    spec = VARIANTS[variant.lower()]
-    arguments = {"stem": spec["stem"]}
-    if spec["head_dim_scale"]:
-        arguments["scale"] = (kwargs.get("dim", 192) // kwargs.get("num_heads", 8)) ** -0.5
-    return arguments | kwargs
+    return VARIANTS[variant.lower()] | kwargs
 
 
 def build_tokenpose(variant: str = "s", num_keypoints: int = 17, **kwargs) -> TokenPose:

@@ -73,8 +73,8 @@ class TokenPose(nn.Module):
         num_keypoints: keypoint tokens, one heatmap each.
         image_size: input ``(height, width)``, multiples of 16 and 12.
         dim, depth, num_heads, mlp_ratio: transformer width, layers, heads, MLP expansion.
-        scale: attention logit scale; TokenPose-S and PPT-S use ``dim ** -0.5`` (the default),
-            the B models ``head_dim ** -0.5``.
+        scale_with_head: scale attention logits by ``head_dim ** -0.5`` (the B models) instead
+            of TokenPose-S's and PPT-S's ``dim ** -0.5``.
         stem: ``"stemnet"`` (TokenPose-S) or ``"hrnet_w32"`` (TokenPose-B), see :data:`STEMS`.
         prune_after: 1-based layers after whose attention visual tokens are pruned (PPT: 4, 7,
             10); empty for TokenPose.
@@ -90,7 +90,7 @@ class TokenPose(nn.Module):
         depth: int = 12,
         num_heads: int = 8,
         mlp_ratio: float = 3.0,
-        scale: float | None = None,
+        scale_with_head: bool = False,
         prune_after: Sequence[int] = (),
         keep_ratio: float = 1.0,
         backend: str = "auto",
@@ -119,7 +119,8 @@ class TokenPose(nn.Module):
         self.register_buffer("pos_embedding", pos, persistent=False)
         self.blocks = nn.ModuleList(
             TransformerBlock(dim, num_heads, mlp_ratio, qkv_bias=False,
-                             scale=dim**-0.5 if scale is None else scale, backend=backend)
+                             scale=(dim // num_heads if scale_with_head else dim) ** -0.5,
+                             backend=backend)
             for _ in range(depth)
         )  # fmt: skip
         self.pruner = GroupTokenPruner(1.0, budget="current")
