@@ -2,8 +2,8 @@
 
 1. renders the synthetic pose data set (``data/synthetic``, once);
 2. trains a small GTPT (GTPT-T at 128x96) with the Global Perceived loss for a fixed budget;
-3. evaluates the EMA weights with pycocotools at several keep-rate settings, from unpruned to
-   beyond the published rates, with flip testing;
+3. evaluates the weights (the EMA when the config keeps one) with pycocotools at several
+   keep-rate settings, from unpruned to beyond the published rates, with flip testing;
 4. prints AP, AR, PCK, multiply-adds, parameters and CPU latency per image, and writes an
    accuracy-vs-FLOPs plot and a picture of predicted keypoints under ``runs/demo``.
 
