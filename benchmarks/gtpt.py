@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from models.common.reporting import write_text_atomic
+from models.common.atomic import write_text_atomic
 from models.gtpt import build_gtpt, optimize_for_inference
 from tokenprune import count_flops
 

@@ -49,6 +49,7 @@ from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import tokenprune
+from models.common.atomic import write_text_atomic
 from tokenprune import gathered_attention, group_attention
 from tokenprune.attention.layout import group_key_mask, group_keys
 
@@ -701,10 +702,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(rows, dtype, GPU, header)
     print(text)
     if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.output.with_suffix(args.output.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(args.output)
+        write_text_atomic(args.output, text)
     failures = [r for r in rows if r.ours_problem is not None]
     return 1 if failures else 0
 

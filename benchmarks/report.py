@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 import tokenprune
-from models.common.reporting import write_text_atomic
+from models.common.atomic import write_text_atomic
 
 
 def environment_line() -> str:

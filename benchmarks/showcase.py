@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 import tokenprune
+from models.common.atomic import write_text_atomic
 from tokenprune import (
     GroupTokenPruner,
     TransformerBlock,
@@ -210,10 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run(args.repeats, tuple(args.batches))
     print(report)
     if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.output.with_suffix(args.output.suffix + ".tmp")
-        tmp.write_text(report)
-        tmp.replace(args.output)
+        write_text_atomic(args.output, report)
     return 0
 
 

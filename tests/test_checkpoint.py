@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from models.common.atomic import atomic_path, write_text_atomic
 from models.common.checkpoint import load_state_dict_file, save_atomic
 
 
@@ -40,3 +41,17 @@ def test_atomic_save_keeps_the_last_good_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(load_state_dict_file(path)["w"], torch.ones(3))
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_atomic_path_replaces_only_a_complete_write(tmp_path):
+    path = tmp_path / "nested" / "report.md"
+    assert write_text_atomic(path, "first\n") == path  # creates the folder
+    with pytest.raises(RuntimeError, match="interrupted"), atomic_path(path) as tmp:
+        tmp.write_text("half a rep")
+        assert path.read_text() == "first\n"  # the target is untouched while writing
+        raise RuntimeError("interrupted")
+    assert path.read_text() == "first\n"
+    assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
+    write_text_atomic(path, "second\n")
+    assert path.read_text() == "second\n"
+    assert list(path.parent.iterdir()) == [path]

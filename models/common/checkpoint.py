@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from .atomic import atomic_path
 
 #: Keys under which training scripts commonly nest the weights.
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
@@ -68,15 +69,7 @@ def _is_state_dict(obj: Mapping) -> bool:
 def save_atomic(obj: object, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the target folder, then rename it into place, so a
     crash never leaves a truncated file at ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())

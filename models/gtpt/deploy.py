@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import itertools
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from models.common.atomic import atomic_path
 
 from .config import PATCH_SIZE
 from .model import GTPT
@@ -91,13 +92,6 @@ def export_onnx(model: GTPT, path: str | os.PathLike, dynamic_batch: bool = True
             model, (example,), dynamo=True, dynamic_shapes=dynamic_shapes,
             input_names=["images"], output_names=["x_logits", "y_logits"],
         )  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         program.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

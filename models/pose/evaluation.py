@@ -19,6 +19,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from models.common.atomic import write_text_atomic
 from models.common.keypoints import COCO_SIGMAS, WHOLEBODY_SIGMAS
 
 from .data import WHOLEBODY_KEYS, _read_json
@@ -71,12 +72,7 @@ def keypoint_results(
 
 def write_results(results: list[dict], path: str | os.PathLike) -> Path:
     """Write results json atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(results))
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, json.dumps(results))
 
 
 def _coco(dataset: dict) -> COCO:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from models.common.atomic import write_text_atomic
 from models.common.keypoints import COCO_KEYPOINTS
 
 __all__ = ["generate_split", "render_image"]
@@ -368,11 +369,7 @@ def generate_split(
     ann_dir = root / "annotations"
     ann_dir.mkdir(parents=True, exist_ok=True)
     name = f"coco_wholebody_{split}.json" if wholebody else f"person_keypoints_{split}.json"
-    path = ann_dir / name
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
-    return path
+    return write_text_atomic(ann_dir / name, json.dumps(data))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.common.atomic import atomic_path
+
 from .camera import Camera, matrix_to_quaternion
 from .h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, h36m_cameras
 from .skeleton import H36M_PARENTS, JOINTS_LEFT, JOINTS_RIGHT, NUM_JOINTS
@@ -280,13 +282,8 @@ def generate_dataset(
 
 def _save_npz(path: Path, **entries: object) -> None:
     """Write an npz archive atomically (a temporary file, then a rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **entries)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **entries)
 
 
 def write_dataset(
