@@ -21,6 +21,7 @@ __all__ = [
     "decode_simcc",
     "flip_back_simcc",
     "flip_test",
+    "resize_simcc_bins",
     "simcc_targets",
 ]
 
@@ -42,6 +43,39 @@ class SimCCHead(nn.Module):
     def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """``tokens [B, K, D]`` -> ``(x_logits [B, K, bins_x], y_logits [B, K, bins_y])``."""
         return self.x(tokens), self.y(tokens)
+
+
+def resize_simcc_bins(rows: Tensor, bins: int, split_ratio: float = 2.0) -> Tensor:
+    """Carry a SimCC classifier's per-bin rows (``[old_bins, ...]``: a weight or a bias) to
+    ``bins`` bins, for the same crop at another input size.
+
+    With pixel ``i`` centred at ``i``, scaling the input by ``s = bins / old_bins`` sends input
+    coordinate ``u`` to ``s * u + (s - 1) / 2``, so new bin ``b`` sits at old bin
+    ``(b - split_ratio * (s - 1) / 2) / s``; its row is linearly interpolated there (clamped at
+    the ends). The logits of every bin then equal the old classifier's at the same image point.
+
+    Args:
+        rows: ``[old_bins, ...]``.
+        bins: the new bin count (input size times split ratio).
+        split_ratio: bins per input pixel.
+
+    Returns:
+        ``[bins, ...]`` in ``rows``' dtype.
+    """
+    if not isinstance(rows, Tensor) or rows.dim() < 1 or rows.shape[0] < 1:
+        raise ValueError("rows must be a tensor of shape [old_bins, ...] with old_bins >= 1")
+    if not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins must be a positive int, got {bins!r}")
+    if not split_ratio > 0:
+        raise ValueError(f"split_ratio must be > 0, got {split_ratio}")
+    old_bins = rows.shape[0]
+    scale = bins / old_bins
+    at = (torch.arange(bins, dtype=torch.float64) - split_ratio * (scale - 1) / 2) / scale
+    at = at.clamp(0, old_bins - 1)
+    low = at.floor().long().clamp(max=old_bins - 1)
+    high = (low + 1).clamp(max=old_bins - 1)
+    frac = (at - low).to(rows.dtype).reshape(-1, *([1] * (rows.dim() - 1)))
+    return rows[low] * (1 - frac) + rows[high] * frac
 
 
 def simcc_targets(

@@ -13,6 +13,7 @@ def build_gtpt(
     dataset: str = "coco",
     keep_rates: Sequence[float] | None = None,
     image_size: tuple[int, int] = IMAGE_SIZE,
+    keypoint_init_std: float = 0.02,
 ) -> GTPT:
     """Build GTPT-T, -S or -B for COCO (17 keypoints) or COCO-WholeBody (133).
 
@@ -23,6 +24,8 @@ def build_gtpt(
             defaults to the published ``[1.0, 0.7, 0.3, 0.1]`` (COCO) or ``[1.0, 0.7, 0.5, 0.3]``
             (WholeBody). ``[1.0] * 4`` is the unpruned model.
         image_size: input ``(height, width)``; the published models use 256x192.
+        keypoint_init_std: initialisation std of the keypoint token embeddings (GTPT: 0.02;
+            see :class:`~models.gtpt.model.GTPT`).
 
     Returns:
         The model, randomly initialised (GTPT's from-scratch initialisation), in train mode.
@@ -31,4 +34,6 @@ def build_gtpt(
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     if dataset not in LAYOUTS:
         raise ValueError(f"dataset must be one of {sorted(LAYOUTS)}, got {dataset!r}")
-    return GTPT(VARIANTS[variant], LAYOUTS[dataset], keep_rates, tuple(image_size))
+    return GTPT(
+        VARIANTS[variant], LAYOUTS[dataset], keep_rates, tuple(image_size), keypoint_init_std
+    )

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from models.common.simcc import decode_simcc, flip_test
+from models.common.simcc import decode_simcc, flip_test, resize_simcc_bins
 from models.pose.cli import ModelFamily, run
 from models.pose.cli import build_trainer as build_pose_trainer
 from models.pose.data import simcc_target_fn
@@ -55,6 +55,7 @@ class GTPTTask(PoseTask):
     curriculum: str = "direct"
     warmup_epochs: float = 10
     end_epoch: float = 100
+    keypoint_init_std: float = 0.02  # GTPT's; the synthetic recipe departs with 1.0
 
     def __post_init__(self) -> None:
         layout = LAYOUTS.get(self.dataset)
@@ -69,7 +70,22 @@ class GTPTTask(PoseTask):
         )
 
     def build_model(self) -> nn.Module:
-        return build_gtpt(self.variant, self.dataset, self.keep_rates, self.image_size)
+        return build_gtpt(
+            self.variant, self.dataset, self.keep_rates, self.image_size, self.keypoint_init_std
+        )
+
+    def load_initial_weights(self, model: nn.Module, state_dict: dict[str, Tensor]) -> None:
+        """Strict load; weights trained at another input size (progressive resolution) get
+        their SimCC classifiers resized to this size's bins (:func:`resize_simcc_bins`). The
+        rest of GTPT does not depend on the input size (the position table is a fixed sine)."""
+        state = dict(state_dict)
+        for axis in ("x", "y"):
+            bins = getattr(model.head, axis)[1].out_features
+            for entry in ("weight", "bias"):
+                key = f"head.{axis}.1.{entry}"
+                if key in state and state[key].shape[0] != bins:
+                    state[key] = resize_simcc_bins(state[key], bins, SPLIT_RATIO)
+        model.load_state_dict(state)
 
     def training_module(self, model: nn.Module) -> nn.Module:
         return _TrainingPasses(model)

@@ -40,7 +40,10 @@ from .data import KeypointDataset
 from .evaluation import evaluate_keypoints, evaluate_wholebody, keypoint_results, write_results
 from .transforms import affine_matrix, transform_points
 
-__all__ = ["PoseTask", "ShardedSampler", "TrainConfig", "Trainer", "load_training_checkpoint"]
+__all__ = [
+    "PoseTask", "ShardedSampler", "TrainConfig", "Trainer", "load_training_checkpoint",
+    "load_weights",
+]  # fmt: skip
 
 
 @dataclass
@@ -51,8 +54,15 @@ class TrainConfig:
     epochs: int = 300
     batch_size: int = 64
     lr: float = 1e-3
+    #: "step": the rate drops 10x at each of ``milestones`` (epochs), as published;
+    #: "cosine": after the warmup it follows a half cosine from ``lr`` to 0 at the last step.
+    lr_schedule: str = "step"
     milestones: tuple[int, ...] = (200, 260)  # epochs at which the learning rate drops 10x
     warmup_steps: int = 0  # linear learning-rate warmup over the first steps
+    #: weights to start from: a checkpoint of this engine (its ``model`` entry) or a plain
+    #: state_dict file; the task adapts them (e.g. to another input size). A resumed run
+    #: ignores it.
+    init_from: str | None = None
     workers: int = 2
     seed: int = 0
     ema: bool = True
@@ -70,6 +80,10 @@ class TrainConfig:
         for name in ("workers", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr_schedule not in ("step", "cosine"):
+            raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {self.lr_schedule!r}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
         self.milestones = tuple(self.milestones)
 
 
@@ -105,6 +119,11 @@ class PoseTask(ABC):
     @abstractmethod
     def target_fn(self):
         """The dataset's target function (see :class:`~models.pose.data.KeypointDataset`)."""
+
+    def load_initial_weights(self, model: nn.Module, state_dict: dict[str, Tensor]) -> None:
+        """Load ``state_dict`` (``TrainConfig.init_from``) into a fresh ``model``; strictly by
+        default. A family overrides this to adapt weights, e.g. to another input size."""
+        model.load_state_dict(state_dict)
 
 
 class ShardedSampler(Sampler[int]):
@@ -156,6 +175,27 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict:
         ) from None
     if not isinstance(state, dict) or "model" not in state or "position" not in state:
         raise ValueError(f"{str(path)!r} is not a training checkpoint of this engine")
+    return state
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Model weights from a checkpoint of :class:`Trainer` (its ``model`` entry) or from a file
+    holding a plain state_dict, read with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, corrupt, or holding code
+        raise ValueError(
+            f"cannot load {str(path)!r} as a weights-only file (truncated or corrupt?): {error}"
+        ) from None
+    if isinstance(state, dict) and "model" in state and "position" in state:
+        state = state["model"]
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
+    ):
+        raise ValueError(f"{str(path)!r} holds neither a training checkpoint nor a state_dict")
     return state
 
 
@@ -222,10 +262,13 @@ class Trainer:
         if train_set is not None:
             self.sampler = ShardedSampler(len(train_set), config.seed, self.rank, self.world_size)
             self.steps_per_epoch = max(1, self.sampler.per_rank() // config.batch_size)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         total_steps = config.epochs * self.steps_per_epoch
         if config.max_steps is not None:
             total_steps = min(total_steps, config.max_steps)
+        self.total_steps = max(total_steps, 1)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        if config.init_from is not None and train_set is not None:
+            task.load_initial_weights(self.model, load_weights(config.init_from))
         self.ema = ModelEMA(self.model, max(total_steps, 1)) if config.ema else None
         self.position = _Position()
         self._stop_signal: int | None = None
@@ -237,9 +280,14 @@ class Trainer:
 
     def _lr_factor(self, step: int) -> float:
         """Learning-rate multiplier after ``step`` optimiser steps: linear warmup, then a 10x
-        drop at each milestone epoch."""
+        drop at each milestone epoch (``"step"``) or a half cosine to 0 at the last step
+        (``"cosine"``)."""
         warmup = self.config.warmup_steps
         factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        if self.config.lr_schedule == "cosine":
+            span = max(self.total_steps - warmup, 1)
+            progress = min(max(step - warmup, 0) / span, 1.0)
+            return factor * 0.5 * (1.0 + math.cos(math.pi * progress))
         epoch = step // self.steps_per_epoch
         return factor * 0.1 ** sum(epoch >= m for m in self.config.milestones)
 
