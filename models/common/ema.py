@@ -50,6 +50,30 @@ class ModelEMA:
         span = self.momentum_end - self.momentum_start
         return self.momentum_end - span * (1 + math.cos(math.pi * progress)) / 2
 
+    def initial_weight(self, steps: int) -> float:
+        """The weight that the average still gives its starting copy after ``steps`` updates
+        (steps ``0 .. steps - 1``): ``prod m(s)``. Near 1 the EMA has not moved from where it
+        started (a short run whose momentum rises to 1 soon freezes it there); GTPT's
+        175k-step recipe takes it to ~0."""
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        log_weight = 0.0
+        for step in range(min(steps, self.total_steps + 1)):
+            m = self.momentum(step)
+            if m == 0.0:
+                return 0.0
+            log_weight += math.log(m)
+        if steps > self.total_steps + 1:
+            if self.momentum_end == 0.0:
+                return 0.0
+            log_weight += (steps - self.total_steps - 1) * math.log(self.momentum_end)
+        return math.exp(log_weight)
+
+    def has_moved(self, steps: int, tolerance: float = 0.01) -> bool:
+        """Whether after ``steps`` updates the start weighs at most ``tolerance`` in the average:
+        only then is the EMA a better set of weights to evaluate than the trained ones."""
+        return self.initial_weight(steps) <= tolerance
+
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         """Fold the current weights of ``model`` into the average (call after each step)."""

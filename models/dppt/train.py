@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from models.pose.cli import ModelFamily, run
-from models.pose.engine import load_training_checkpoint
+from models.pose.engine import load_weights
 from models.tokenpose import TokenPose, build_tokenpose, load_official_checkpoint
 from models.tokenpose.train import TokenPoseTask
 
@@ -32,8 +32,8 @@ _TEACHER_FORMATS = ("ours", "official")
 
 
 def load_teacher(path: str | Path, teacher: TokenPose, checkpoint_format: str = "ours") -> None:
-    """Load teacher weights into ``teacher``: a training checkpoint of this project (its EMA
-    weights when present) or an official TokenPose checkpoint."""
+    """Load teacher weights into ``teacher``: a training checkpoint of this project (the
+    weights its evaluation used), a weights-only file, or an official TokenPose checkpoint."""
     if checkpoint_format not in _TEACHER_FORMATS:
         raise ValueError(
             f"teacher_format must be one of {_TEACHER_FORMATS}, got {checkpoint_format!r}"
@@ -41,8 +41,7 @@ def load_teacher(path: str | Path, teacher: TokenPose, checkpoint_format: str = 
     if checkpoint_format == "official":
         load_official_checkpoint(path, teacher)
         return
-    state = load_training_checkpoint(path)
-    teacher.load_state_dict(state["ema"] or state["model"])
+    teacher.load_state_dict(load_weights(path))
 
 
 class _FrozenTeacher(nn.Module):

@@ -28,7 +28,7 @@ import yaml
 from torch import nn
 
 from .data import KeypointDataset
-from .engine import PoseTask, TrainConfig, Trainer, load_training_checkpoint
+from .engine import PoseTask, TrainConfig, Trainer, load_weights
 from .transforms import Augmentation
 
 __all__ = ["COCO_DATA", "ModelFamily", "build_trainer", "load_config", "run"]
@@ -118,7 +118,10 @@ def run(family: ModelFamily, argv: Sequence[str] | None = None, doc: str | None 
                         metavar="SECTION.KEY=VALUE")  # fmt: skip
     parser.add_argument("--resume", type=Path, help="continue from a checkpoint of this CLI")
     parser.add_argument("--eval-only", action="store_true")
-    parser.add_argument("--checkpoint", type=Path, help="with --eval-only: a checkpoint of ours")
+    parser.add_argument(
+        "--checkpoint", type=Path,
+        help="with --eval-only: a checkpoint of this CLI or a weights-only file (shipped weights)",
+    )  # fmt: skip
     if family.load_official is not None:
         parser.add_argument(
             "--official-checkpoint", type=Path,
@@ -134,8 +137,7 @@ def run(family: ModelFamily, argv: Sequence[str] | None = None, doc: str | None 
         if official is not None:
             model = family.load_official(official, task).to(trainer.device)
         elif args.checkpoint is not None:
-            state = load_training_checkpoint(args.checkpoint)
-            trainer.model.load_state_dict(state["ema"] or state["model"])
+            task.load_initial_weights(trainer.model, load_weights(args.checkpoint))
             model = trainer.model
         else:
             parser.error("--eval-only needs --checkpoint or --official-checkpoint")

@@ -41,8 +41,8 @@ from .evaluation import evaluate_keypoints, evaluate_wholebody, keypoint_results
 from .transforms import affine_matrix, transform_points
 
 __all__ = [
-    "PoseTask", "ShardedSampler", "TrainConfig", "Trainer", "load_training_checkpoint",
-    "load_weights",
+    "PoseTask", "ShardedSampler", "TrainConfig", "Trainer", "evaluation_weights",
+    "load_training_checkpoint", "load_weights",
 ]  # fmt: skip
 
 
@@ -59,13 +59,13 @@ class TrainConfig:
     lr_schedule: str = "step"
     milestones: tuple[int, ...] = (200, 260)  # epochs at which the learning rate drops 10x
     warmup_steps: int = 0  # linear learning-rate warmup over the first steps
-    #: weights to start from: a checkpoint of this engine (its ``model`` entry) or a plain
-    #: state_dict file; the task adapts them (e.g. to another input size). A resumed run
+    #: weights to start from: a checkpoint of this engine or a plain state_dict file (see
+    #: :func:`load_weights`); the task adapts them (e.g. to another input size). A resumed run
     #: ignores it.
     init_from: str | None = None
     workers: int = 2
     seed: int = 0
-    ema: bool = True
+    ema: bool = False  # GTPT's published configs turn it on
     amp: bool = True  # mixed precision (bfloat16) on CUDA; ignored on CPU
     flip_test: bool = True
     eval_every: int = 1  # epochs
@@ -179,8 +179,9 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Model weights from a checkpoint of :class:`Trainer` (its ``model`` entry) or from a file
-    holding a plain state_dict, read with ``weights_only=True``."""
+    """Model weights from a checkpoint of :class:`Trainer` (the weights its evaluation used,
+    see :func:`evaluation_weights`) or from a file holding a plain state_dict (e.g. shipped
+    fp16 weights), read with ``weights_only=True``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
@@ -191,12 +192,22 @@ def load_weights(path: str | os.PathLike) -> dict[str, Tensor]:
             f"cannot load {str(path)!r} as a weights-only file (truncated or corrupt?): {error}"
         ) from None
     if isinstance(state, dict) and "model" in state and "position" in state:
-        state = state["model"]
+        state = evaluation_weights(state)
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
     ):
         raise ValueError(f"{str(path)!r} holds neither a training checkpoint nor a state_dict")
     return state
+
+
+def evaluation_weights(state: dict) -> dict[str, Tensor]:
+    """The weights of a :class:`Trainer` checkpoint that its evaluation used (see
+    :meth:`Trainer.eval_model`): ``ema`` or ``model``. Checkpoints written before the choice was
+    recorded evaluate their EMA when they have one."""
+    choice = state.get("eval_weights", "ema" if state.get("ema") is not None else "model")
+    if choice not in ("ema", "model") or state.get(choice) is None:
+        raise ValueError(f"checkpoint has no {choice!r} weights to evaluate")
+    return state[choice]
 
 
 @dataclass
@@ -300,6 +311,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "position": asdict(self.position),
+            "eval_weights": "ema" if self.eval_model() is not self.model else "model",
             "config": asdict(self.config),
             "rng": torch.get_rng_state(),
         }
@@ -438,8 +450,13 @@ class Trainer:
     # -- evaluation ---------------------------------------------------------------------------
 
     def eval_model(self) -> nn.Module:
-        """The weights evaluation uses: the EMA when it is kept."""
-        return self.ema.module if self.ema is not None else self.model
+        """The weights evaluation uses: the EMA when it is kept and has moved away from its
+        starting copy (:meth:`ModelEMA.has_moved`), the trained weights otherwise. A short run
+        whose EMA momentum soon rises to 1 thus never evaluates an average still made of
+        its first steps."""
+        if self.ema is not None and self.ema.has_moved(self.position.global_step):
+            return self.ema.module
+        return self.model
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module | None = None, results_file: str | None = None) -> dict:
