@@ -148,6 +148,7 @@ def test_two_stage_training_and_eval_only_of_weights_only_files(synthetic_pose_d
     for item in TINY:
         argv += ["--set", item]
     assert main(argv) == 0
+    assert (stage_1 / "learning_curve.png").is_file()
     first = load_weights(stage_1 / "last.pt")
 
     stage_2 = tmp_path / "stage2"

@@ -17,6 +17,29 @@ from .atomic import atomic_path
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 
 
+def read_weights_only(path: str | os.PathLike, map_location: str = "cpu") -> object:
+    """``torch.load(path, weights_only=True)`` with errors that name the file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a weights-only checkpoint (it needs code to unpickle, is
+            truncated or corrupt).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        with warnings.catch_warnings():
+            # a pickle not written by torch.save draws this warning before failing below
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        raise ValueError(
+            f"cannot load {str(path)!r} as a weights-only checkpoint (it may be truncated or "
+            f"corrupt, or contain objects other than tensors): {error}"
+        ) from error
+
+
 def load_state_dict_file(path: str | os.PathLike, map_location: str = "cpu") -> dict[str, Tensor]:
     """Load a state_dict from a checkpoint file, with ``torch.load(weights_only=True)``.
 
@@ -29,23 +52,10 @@ def load_state_dict_file(path: str | os.PathLike, map_location: str = "cpu") -> 
         ValueError: the file is not a weights-only checkpoint (it needs code to unpickle, is
             truncated or corrupt) or holds no state_dict.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        with warnings.catch_warnings():
-            # a pickle not written by torch.save draws this warning before failing below
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        raise ValueError(
-            f"cannot load {str(path)!r} as a weights-only checkpoint (it may be truncated or "
-            f"corrupt, or contain objects other than tensors): {error}"
-        ) from error
-    return _extract_state_dict(obj, str(path))
+    return extract_state_dict(read_weights_only(path, map_location), str(path))
 
 
-def _extract_state_dict(obj: object, source: str) -> dict[str, Tensor]:
+def extract_state_dict(obj: object, source: str) -> dict[str, Tensor]:
     for _ in range(3):  # unwrap a few levels of nesting
         if isinstance(obj, Mapping) and not _is_state_dict(obj):
             inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj), None)

@@ -33,7 +33,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from models.common.checkpoint import save_atomic
+from models.common.checkpoint import extract_state_dict, read_weights_only, save_atomic
+from models.common.curves import plot_learning_curve, read_learning_curve
 from models.common.ema import ModelEMA
 
 from .data import KeypointDataset
@@ -163,41 +164,25 @@ def _ignore_interrupts_in_worker(worker_id: int) -> None:
 
 def load_training_checkpoint(path: str | os.PathLike) -> dict:
     """A checkpoint written by :class:`Trainer`, read with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, corrupt, or holding code
-        raise ValueError(
-            f"cannot load {str(path)!r} as a weights-only checkpoint (truncated or corrupt?): "
-            f"{error}"
-        ) from None
-    if not isinstance(state, dict) or "model" not in state or "position" not in state:
+    state = read_weights_only(path)
+    if not _is_training_checkpoint(state):
         raise ValueError(f"{str(path)!r} is not a training checkpoint of this engine")
     return state
 
 
+def _is_training_checkpoint(state: object) -> bool:
+    return isinstance(state, dict) and "model" in state and "position" in state
+
+
 def load_weights(path: str | os.PathLike) -> dict[str, Tensor]:
     """Model weights from a checkpoint of :class:`Trainer` (the weights its evaluation used,
-    see :func:`evaluation_weights`) or from a file holding a plain state_dict (e.g. shipped
-    fp16 weights), read with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, corrupt, or holding code
-        raise ValueError(
-            f"cannot load {str(path)!r} as a weights-only file (truncated or corrupt?): {error}"
-        ) from None
-    if isinstance(state, dict) and "model" in state and "position" in state:
-        state = evaluation_weights(state)
-    if not isinstance(state, dict) or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
-    ):
-        raise ValueError(f"{str(path)!r} holds neither a training checkpoint nor a state_dict")
-    return state
+    see :func:`evaluation_weights`) or from a file holding a state_dict (e.g. shipped fp16
+    weights; see :func:`~models.common.checkpoint.load_state_dict_file`), read with
+    ``weights_only=True``."""
+    state = read_weights_only(path)
+    if _is_training_checkpoint(state):
+        return evaluation_weights(state)
+    return extract_state_dict(state, repr(str(path)))
 
 
 def evaluation_weights(state: dict) -> dict[str, Tensor]:
@@ -477,10 +462,24 @@ class Trainer:
         pos = self.position
         score = metrics.get("AP", metrics.get("wholebody", {}).get("AP", -1.0))
         pos.history.append({"epoch": pos.epoch, "AP": score})
-        self._log({"eval_epoch": pos.epoch, **_flatten(metrics)})
+        self._log({"eval_epoch": pos.epoch, "step": pos.global_step, **_flatten(metrics)})
+        self.plot_learning_curve()
         if score > pos.best:
             pos.best = score
             self.save("best.pt")
+
+
+    def plot_learning_curve(self) -> Path | None:
+        """``learning_curve.png`` beside ``metrics.jsonl``: loss and AP against the step (main
+        process only)."""
+        metrics = self.output / "metrics.jsonl"
+        if not self.is_main or not metrics.is_file():
+            return None
+        metric = "wholebody/AP" if self.task.num_keypoints == 133 else "AP"
+        curve = read_learning_curve(metrics, metric)
+        title = f"{type(self.task).__name__} ({self.output.name})"
+        return plot_learning_curve([("run", curve)], self.output / "learning_curve.png",
+                                   metric, title)  # fmt: skip
 
 
 def _flatten(metrics: dict, prefix: str = "") -> dict:
