@@ -1,0 +1,107 @@
+"""Ship the weights of a finished training run: half-precision weights only, a learning-curve
+plot across its stages and a JSON record of how they were made.
+
+    python -m models.gtpt.release gtpt_t_synthetic \\
+        --stage models/gtpt/configs/synthetic_t_64x48.yaml runs/gtpt_t_synthetic_64x48 \\
+        --stage models/gtpt/configs/synthetic_t_128x96.yaml runs/gtpt_t_synthetic_128x96
+
+The last stage's ``last.pt`` (the weights its evaluation used) becomes the entry's weights file
+(:data:`models.gtpt.pretrained.PRETRAINED`); ``<file>_curve.png`` plots every stage's loss and
+AP with the step count running on across stages; ``<file>.json`` records per stage the config,
+seed, steps, training wall time and the final evaluation, plus the software versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from models.common.atomic import write_text_atomic
+from models.common.checkpoint import save_atomic
+from models.common.curves import plot_learning_curve, read_learning_curve
+from models.pose.engine import evaluation_weights, load_training_checkpoint
+
+from .pretrained import PRETRAINED
+
+#: Gaps between logged steps longer than this many times the median gap are pauses (a run
+#: stopped and resumed in a later session), not training time.
+PAUSE_FACTOR = 20.0
+
+
+def training_seconds(metrics: Path) -> float:
+    """Wall time between the first and last logged step, less pauses (see
+    :data:`PAUSE_FACTOR`)."""
+    times = [json.loads(line)["time"] for line in metrics.read_text().splitlines()
+             if line.strip() and '"loss"' in line]  # fmt: skip
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    if not gaps:
+        return 0.0
+    typical = sorted(gaps)[len(gaps) // 2]
+    return float(sum(g for g in gaps if g <= PAUSE_FACTOR * typical))
+
+
+def _last_evaluation(metrics: Path) -> dict:
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    evaluations = [r for r in records if "eval_epoch" in r]
+    return evaluations[-1] if evaluations else {}
+
+
+def release(name: str, stages: list[tuple[Path, Path]]) -> dict:
+    """Write the weights file, curve and record of :data:`PRETRAINED` entry ``name`` from
+    ``stages`` (``(config, output folder)`` pairs, in training order); returns the record."""
+    if name not in PRETRAINED:
+        raise ValueError(f"name must be one of {sorted(PRETRAINED)}, got {name!r}")
+    if not stages:
+        raise ValueError("give at least one --stage")
+    entry = PRETRAINED[name]
+    record_stages, curves, offset = [], [], 0
+    for config, output in stages:
+        state = load_training_checkpoint(output / "last.pt")
+        metrics = output / "metrics.jsonl"
+        steps = state["position"]["global_step"]
+        curves.append((f"{config.stem}", read_learning_curve(metrics, "AP", offset)))
+        record_stages.append({
+            "config": config.as_posix(), "output": output.as_posix(),
+            "seed": state["config"]["seed"], "steps": steps,
+            "batch_size": state["config"]["batch_size"],
+            "training_seconds": round(training_seconds(metrics), 1),
+            "final_evaluation": _last_evaluation(metrics),
+        })  # fmt: skip
+        offset += steps
+    final = evaluation_weights(state)
+    weights = {key: value.half() if value.is_floating_point() else value
+               for key, value in final.items()}  # fmt: skip
+    save_atomic(weights, entry.path)
+    curve = entry.path.with_name(entry.path.stem + "_curve.png")
+    plot_learning_curve(curves, curve, "AP", f"{name}: loss and AP (published keep rates)")
+    record = {
+        "name": name, "weights": entry.path.name, "curve": curve.name,
+        "stages": record_stages, "total_steps": offset,
+        "torch": torch.__version__, "python": platform.python_version(),
+        "machine": platform.machine(), "processor": platform.processor(),
+    }  # fmt: skip
+    write_text_atomic(entry.path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=sorted(PRETRAINED), help="the PRETRAINED entry")
+    parser.add_argument(
+        "--stage", nargs=2, action="append", type=Path, metavar=("CONFIG", "OUTPUT"),
+        required=True, help="a training stage's config and output folder, in order",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    record = release(args.name, [tuple(s) for s in args.stage])
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
