@@ -7,12 +7,17 @@ import re
 from collections.abc import Mapping
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from models.common.checkpoint import load_state_dict_file
-from models.common.official_blocks import rename_layer_entry
+from models.common.official_blocks import (
+    check_names,
+    check_official_layout,
+    official_layer_entry,
+    rename_layer_entry,
+)
 
-__all__ = ["convert_official_state_dict", "load_official_checkpoint"]
+__all__ = ["convert_official_state_dict", "load_official_checkpoint", "official_name"]
 
 _RENAMES = {
     "human_token": "human_token",
@@ -51,8 +56,54 @@ def _rename_features(name: str) -> str | None:
     raise KeyError(name)
 
 
+_BRANCHES = {"ema": ("ema_features.", "ema_mlp_head_"), "raw": ("features.", "mlp_head_")}
+_LAYOUT = "the official GTPT layout"
+
+
+def _rename(name: str, features: str, head: str) -> str | None:
+    """Our name for an entry of one branch; None for entries we do not keep.
+
+    Raises:
+        KeyError: not an entry of that branch in the official layout.
+    """
+    if name.startswith(features):
+        return _rename_features(name[len(features):])
+    match = re.fullmatch(re.escape(head) + r"([xy])\.(.+)", name)  # the x and y classifiers
+    if match is None:
+        raise KeyError(name)
+    return f"head.{match.group(1)}.{match.group(2)}"
+
+
+_INVERSE_RENAMES = {ours: official for official, ours in _RENAMES.items()}
+
+
+def official_name(ours: str, branch: str = "ema") -> str:
+    """The official name of one of our :class:`~models.gtpt.GTPT` entries (inverse of
+    :func:`convert_official_state_dict`)."""
+    features, head = _BRANCHES[branch]
+    if ours in _INVERSE_RENAMES:
+        return features + _INVERSE_RENAMES[ours]
+    match = re.fullmatch(r"head\.([xy])\.(.+)", ours)
+    if match:
+        return f"{head}{match.group(1)}.{match.group(2)}"
+    match = re.fullmatch(r"blocks\.(\d+)\.(.+)", ours)
+    if match:
+        block = int(match.group(1))
+        kind, index = (("layers", block) if block < _COARSE_LAYERS
+                       else ("group_layers", block - _COARSE_LAYERS))  # fmt: skip
+        return f"{features}transformer.{kind}.{index}." + official_layer_entry(match.group(2))
+    for old, new in _PREFIX_RENAMES.items():
+        if ours.startswith(new):
+            return features + old + ours[len(new):]
+    return features + ours
+
+
 def convert_official_state_dict(
-    state_dict: Mapping[str, Tensor], branch: str = "ema"
+    state_dict: Mapping[str, Tensor],
+    branch: str = "ema",
+    *,
+    model: nn.Module | None = None,
+    source: str | os.PathLike | None = None,
 ) -> dict[str, Tensor]:
     """Map an official GTPT state_dict onto :class:`models.gtpt.GTPT`.
 
@@ -63,6 +114,10 @@ def convert_official_state_dict(
     Args:
         state_dict: the official state_dict (``module.`` prefixes already stripped).
         branch: ``"ema"`` (evaluation weights) or ``"raw"`` (the trained copy).
+        model: the model to load the result into: the official entries are first checked
+            against it, and every missing, unexpected or mis-shaped one is listed under its
+            official name.
+        source: the file the state_dict came from, named in errors.
 
     Returns:
         A state_dict for ``GTPT.load_state_dict(..., strict=True)``. The official fixed sine
@@ -70,42 +125,40 @@ def convert_official_state_dict(
         both itself.
 
     Raises:
-        ValueError: unknown branch, no entry of that branch, or an entry this converter does
-            not know (listed).
+        TypeError: not a mapping with string keys.
+        ValueError: unknown branch, no entry of that branch, an entry outside the official
+            layout (of either branch; e.g. a head axis other than ``x`` or ``y``), or, with
+            ``model``, entries that do not fit it (listed under the official names).
     """
-    if not isinstance(state_dict, Mapping):
-        raise TypeError(
-            f"state_dict must be a mapping of names to tensors, got {type(state_dict).__name__} "
-            "(load a file with load_official_checkpoint)"
-        )
-    if branch not in ("ema", "raw"):
+    where = None if source is None else repr(str(source))
+    check_names(state_dict, "the official GTPT layout", where)
+    if branch not in _BRANCHES:
         raise ValueError(f"branch must be 'ema' or 'raw', got {branch!r}")
-    if branch == "ema":
-        features, head = "ema_features.", "ema_mlp_head_"
-    else:
-        features, head = "features.", "mlp_head_"
+    features, head = _BRANCHES[branch]
+    other = _BRANCHES["raw" if branch == "ema" else "ema"]
     converted: dict[str, Tensor] = {}
+    origin: dict[str, str] = {}  # our name -> the official one
     unknown: list[str] = []
     for name, value in state_dict.items():
-        if name.startswith(features):
-            try:
-                ours = _rename_features(name[len(features):])
-            except KeyError:
-                unknown.append(name)
-                continue
-            if ours is not None:
-                converted[ours] = value
-        elif name.startswith(head):
-            axis, rest = name[len(head)], name[len(head) + 2:]  # "x.0.weight" -> ("x", "0.weight")
-            converted[f"head.{axis}.{rest}"] = value
-        elif name.startswith(("features.", "mlp_head_", "ema_features.", "ema_mlp_head_")):
-            continue  # the other branch
-        else:
+        selected = name.startswith((features, head))
+        try:
+            ours = _rename(name, features, head) if selected else _rename(name, *other)
+        except KeyError:
             unknown.append(name)
+            continue
+        if selected and ours is not None:
+            converted[ours] = value
+            origin[ours] = name
+    prefix = "" if where is None else f"{where}: "
+    if model is not None:
+        check_official_layout(origin, sorted(unknown), state_dict, model.state_dict(),
+                              lambda ours: official_name(ours, branch), _LAYOUT,
+                              where)  # fmt: skip
     if unknown:
-        raise ValueError(f"entries not in the official GTPT layout: {sorted(unknown)[:10]}")
+        raise ValueError(f"{prefix}entries not in {_LAYOUT}: {sorted(unknown)[:10]}")
     if not converted:
-        raise ValueError(f"no entries of the {branch!r} branch (expected names like {features}...)")
+        raise ValueError(f"{prefix}no entries of the {branch!r} branch (expected names like "
+                         f"{features}...)")  # fmt: skip
     return converted
 
 
@@ -123,21 +176,29 @@ def load_official_checkpoint(
     """Build GTPT and load a released checkpoint file into it (eval mode).
 
     The file is read with ``torch.load(weights_only=True)``; a dict wrapping the state_dict
-    (``state_dict``/``model`` keys, ``module.`` prefixes) is unwrapped.
+    (``state_dict``/``model`` keys, ``module.`` prefixes) is unwrapped. Its entries are checked
+    against the model before anything is loaded.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: naming the file: not a weights-only state_dict, a positional table of
+            another variant, or entries that do not fit the model (the missing, unexpected and
+            mis-shaped ones listed under their official names).
     """
     from .build import build_gtpt
 
     state_dict = load_state_dict_file(path)
     model = build_gtpt(variant, dataset)
-    converted = convert_official_state_dict(state_dict, branch)
     table = official_positional_table(state_dict, branch)
     if table is not None and not (
         table.shape == model.pos_embedding.shape
         and torch.allclose(table, model.pos_embedding, atol=1e-5)
     ):
         raise ValueError(
-            f"the checkpoint's positional table (shape {tuple(table.shape)}) differs from "
-            f"GTPT-{variant.upper()}'s sine table: is it a checkpoint of this variant?"
+            f"{str(path)!r}: the checkpoint's positional table (shape {tuple(table.shape)}) "
+            f"differs from GTPT-{variant.upper()}'s sine table: is it a checkpoint of this "
+            "variant?"
         )
+    converted = convert_official_state_dict(state_dict, branch, model=model, source=path)
     model.load_state_dict(converted, strict=True)
     return model.eval()

@@ -43,5 +43,6 @@ def load_official_checkpoint(path: str | os.PathLike, variant: str = "hot", **ov
     (HoT saves ``{"model": ...}`` or the bare state_dict) is unwrapped.
     """
     model = build_hot_mixste(variant, **overrides)
-    model.load_state_dict(convert_official_state_dict(load_state_dict_file(path)), strict=True)
+    converted = convert_official_state_dict(load_state_dict_file(path), model=model, source=path)
+    model.load_state_dict(converted, strict=True)
     return model.eval()

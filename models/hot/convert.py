@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["convert_official_state_dict"]
+from models.common.official_blocks import check_names, check_official_layout
+
+__all__ = ["convert_official_state_dict", "official_name"]
 
 _RENAMES = {
     "Spatial_patch_to_embedding.weight": "joint_embed.weight",
@@ -48,24 +51,53 @@ def _rename(name: str) -> str | None:
     return None
 
 
-def convert_official_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+_LAYOUT = "the official MixSTE/HoT layout"
+_INVERSE_RENAMES = {ours: official for official, ours in _RENAMES.items()}
+
+
+def official_name(ours: str) -> str:
+    """The official name of one of our :class:`~models.hot.MixSTE` entries (inverse of
+    :func:`convert_official_state_dict`)."""
+    if ours in _INVERSE_RENAMES:
+        return _INVERSE_RENAMES[ours]
+    for old, new in _PREFIXES.items():
+        if ours.startswith(new):
+            return old + ours[len(new):]
+    match = re.fullmatch(r"(spatial|temporal)_blocks\.(\d+)\.(.+)", ours)
+    if match:
+        kind = "STE" if match.group(1) == "spatial" else "TTE"
+        return f"{kind}blocks.{match.group(2)}.{match.group(3)}"
+    return ours
+
+
+def convert_official_state_dict(
+    state_dict: Mapping[str, Tensor],
+    *,
+    model: nn.Module | None = None,
+    source: str | os.PathLike | None = None,
+) -> dict[str, Tensor]:
     """Map an official MixSTE / HoT (seq2seq ``hot_mixste``, seq2frame ``tpc_mixste``)
     state_dict onto :class:`models.hot.MixSTE`.
 
     Args:
         state_dict: the official state_dict; ``module.`` prefixes (DataParallel) are removed.
+        model: the model to load the result into: the official entries are first checked
+            against it, and every missing, unexpected or mis-shaped one is listed under its
+            official name.
+        source: the file the state_dict came from, named in errors.
 
     Returns:
         A state_dict for ``MixSTE.load_state_dict(..., strict=True)`` of the matching config.
 
     Raises:
-        TypeError: not a mapping.
-        ValueError: an entry outside the official layout (the first ten are listed).
+        TypeError: not a mapping with string keys.
+        ValueError: an entry outside the official layout (the first ten are listed), or, with
+            ``model``, entries that do not fit it (listed under the official names).
     """
-    if not isinstance(state_dict, Mapping):
-        raise TypeError(f"state_dict must be a mapping of names to tensors, got "
-                        f"{type(state_dict).__name__}")  # fmt: skip
+    where = None if source is None else repr(str(source))
+    check_names(state_dict, _LAYOUT, where)
     converted: dict[str, Tensor] = {}
+    origin: dict[str, str] = {}  # our name -> the official one
     unknown: list[str] = []
     for name, value in state_dict.items():
         bare = name.removeprefix("module.")
@@ -74,6 +106,11 @@ def convert_official_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, T
             unknown.append(name)
         else:
             converted[ours] = value
+            origin[ours] = name
+    if model is not None:
+        check_official_layout(origin, sorted(unknown), state_dict, model.state_dict(),
+                              official_name, _LAYOUT, where)  # fmt: skip
     if unknown:
-        raise ValueError(f"entries not in the official MixSTE/HoT layout: {sorted(unknown)[:10]}")
+        prefix = "" if where is None else f"{where}: "
+        raise ValueError(f"{prefix}entries not in {_LAYOUT}: {sorted(unknown)[:10]}")
     return converted

@@ -13,8 +13,9 @@ the loss of :mod:`models.hot.loss` on root-relative poses, horizontal flips for 
 flip test for evaluation. MPJPE and P-MPJPE are in millimetres, every test frame scored, pooled
 per action and averaged over actions (Protocol #1 and #2; :mod:`models.hot.evaluation`).
 Checkpoints (``last.pt`` every epoch, ``best.pt`` at the lowest test MPJPE, as HoT selects)
-are written atomically; a run resumed from ``last.pt`` (epoch boundaries) continues with the
-same data order and augmentation as an uninterrupted one.
+are written atomically with a digest of their tensors (verified when read); a run resumed from
+``last.pt`` (epoch boundaries) continues with the same data order and augmentation as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from models.common.checkpoint import load_state_dict_file, save_atomic
+from models.common.checkpoint import (
+    check_optimizer_state,
+    check_state_dict,
+    load_state_dict_file,
+    read_weights_only,
+    save_checkpoint,
+)
 from models.pose3d.h36m import ClipDataset, PoseSequence, load_split
 
 from .build import build_hot_mixste
@@ -94,15 +101,57 @@ class LiftingTrainer:
                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "step": self.step,
                 "best": self.best, "config": asdict(self.config)}  # fmt: skip
 
+    def save(self, path: Path) -> None:
+        """Write :meth:`state` atomically with the digest of its tensors.
+
+        Raises:
+            OSError: it could not be written (e.g. a full disk), naming ``path``; the previous
+                file there is left as it was.
+        """
+        save_checkpoint(self.state(), path)
+
     def resume(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        """Continue from a checkpoint of :meth:`save` written with the same configuration.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not a weights-only checkpoint of this trainer, damaged (its tensors
+                differ from the digest written with them; checkpoints without a digest load
+                unchecked), another configuration, or a missing entry or one that does not fit
+                (mis-shaped tensors), naming the file and the entry. Everything is checked
+                before anything is restored.
+        """
+        state = read_weights_only(path, map_location=str(self.device))
+        where = repr(str(path))
+        if not isinstance(state, dict) or "model" not in state:
+            raise ValueError(f"{where} is not a checkpoint of the lifting trainer")
         if state.get("config") != asdict(self.config):
             raise ValueError(
                 f"{path} was written with another configuration: {state.get('config')}"
             )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        for entry in ("optimizer", "scheduler", "epoch", "step", "best"):
+            if entry not in state:
+                raise ValueError(f"{where} lacks the entry {entry!r} that resuming needs")
+        check_state_dict(state["model"], self.model.state_dict(), f"{where} entry 'model'")
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        check_optimizer_state(state["optimizer"], self.optimizer, names,
+                              f"{where} entry 'optimizer'")  # fmt: skip
+        if not isinstance(state["scheduler"], dict):
+            raise ValueError(f"{where} entry 'scheduler' must be a dict")
+        for entry in ("epoch", "step", "best"):
+            if isinstance(state[entry], bool) or not isinstance(state[entry], int | float):
+                raise ValueError(f"{where} entry {entry!r} must be a number, got "
+                                 f"{state[entry]!r}")  # fmt: skip
+        for entry, restore in (
+            ("model", lambda: self.model.load_state_dict(state["model"])),
+            ("optimizer", lambda: self.optimizer.load_state_dict(state["optimizer"])),
+            ("scheduler", lambda: self.scheduler.load_state_dict(state["scheduler"])),
+        ):
+            try:
+                restore()
+            except (RuntimeError, ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"{where}: cannot restore the entry {entry!r}: "
+                                 f"{error}") from error  # fmt: skip
         self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
 
     def _log(self, record: dict) -> None:
@@ -121,8 +170,8 @@ class LiftingTrainer:
                                                if k != "per_action"}})  # fmt: skip
             if metrics["MPJPE"] < self.best:
                 self.best = metrics["MPJPE"]
-                save_atomic(self.state(), self.output / "best.pt")
-            save_atomic(self.state(), self.output / "last.pt")
+                self.save(self.output / "best.pt")
+            self.save(self.output / "last.pt")
         return metrics
 
     def _budget_spent(self) -> bool:
@@ -163,13 +212,21 @@ class LiftingTrainer:
 
 
 def load_weights(model: MixSTE, checkpoint: Path | None, official: Path | None) -> None:
-    """Load one of our checkpoints (a training state or a bare state_dict) or an official one."""
+    """Load one of our checkpoints (a training state or a bare state_dict) or an official one.
+
+    Raises:
+        ValueError: the file does not fit ``model`` (missing, unexpected or mis-shaped entries,
+            under the official names for an official file) or is damaged, naming the file.
+    """
     if (checkpoint is None) == (official is None):
         raise ValueError("evaluation needs exactly one of --checkpoint and --official-checkpoint")
     if official is not None:
-        model.load_state_dict(convert_official_state_dict(load_state_dict_file(official)))
+        weights = convert_official_state_dict(load_state_dict_file(official), model=model,
+                                              source=official)  # fmt: skip
     else:
-        model.load_state_dict(load_state_dict_file(checkpoint))
+        weights = load_state_dict_file(checkpoint)
+        check_state_dict(weights, model.state_dict(), repr(str(checkpoint)))
+    model.load_state_dict(weights)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,8 @@ from .transforms import (
 )
 
 __all__ = [
-    "KeypointDataset", "Person", "heatmap_target_fn", "load_annotations", "simcc_target_fn",
+    "MAX_COORDINATE", "AnnotationWarning", "KeypointDataset", "Person", "heatmap_target_fn",
+    "load_annotations", "simcc_target_fn",
 ]  # fmt: skip
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -73,6 +75,68 @@ def _read_json(path: Path) -> dict:
     return data
 
 
+class AnnotationWarning(UserWarning):
+    """Annotations of a keypoint file were skipped for non-finite or out-of-range values."""
+
+
+#: Largest absolute coordinate, box width or height (pixels) an annotation may hold; larger
+#: values are taken for corrupt ones.
+MAX_COORDINATE = 1e5
+#: Parts of a COCO-WholeBody person: annotation field and keypoint count, in keypoint order.
+_PARTS_17 = (("keypoints", 17),)
+_PARTS_133 = (("keypoints", 17), ("foot_kpts", 6), ("face_kpts", 68), ("lefthand_kpts", 21),
+              ("righthand_kpts", 21))  # fmt: skip
+
+
+class _Malformed(Exception):
+    """A structural problem of one annotation: ``(field, description)``."""
+
+
+def _json_type(value: object) -> str:
+    return {type(None): "null", dict: "an object", list: "a list", str: "a string",
+            bool: "a boolean"}.get(type(value), "a number")  # fmt: skip
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _numbers(ann: dict, field: str, count: int) -> np.ndarray:
+    """``ann[field]`` as ``count`` float64 numbers; raises :class:`_Malformed` otherwise."""
+    if field not in ann:
+        raise _Malformed(field, "is missing")
+    value = ann[field]
+    if not isinstance(value, list) or not all(_is_number(v) for v in value):
+        raise _Malformed(field, f"must be a list of numbers, got {_json_type(value)}"
+                         + ("" if not isinstance(value, list) else " with other values"))
+    if len(value) != count:
+        raise _Malformed(field, f"must have {count} numbers, got {len(value)}")
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64: out of range
+        return np.full(count, np.inf)
+
+
+def _bad_value(box: np.ndarray, area: float | None, parts: list[tuple[str, np.ndarray]]
+               ) -> str | None:  # fmt: skip
+    """The first field of an annotation with a non-finite or out-of-range value, or None."""
+    if not np.isfinite(box).all() or (np.abs(box) > MAX_COORDINATE).any():
+        return "bbox"
+    for field, values in parts:
+        xy, visibility = values[:, :2], values[:, 2]
+        if not np.isfinite(values).all() or (np.abs(xy) > MAX_COORDINATE).any():
+            return field
+        if ((visibility < 0) | (visibility > 2)).any():
+            return field
+    if area is not None and not (np.isfinite(area) and area >= 0):
+        return "area"
+    return None
+
+
 def load_annotations(
     annotation_file: str | os.PathLike,
     image_dir: str | os.PathLike,
@@ -88,51 +152,106 @@ def load_annotations(
         annotated_only: keep only people with at least one labelled keypoint (training).
 
     Returns:
-        The people, skipping crowd annotations and empty boxes.
+        The people, skipping crowd annotations, other categories and empty boxes (width or
+        height <= 0), as COCO training does.
+
+    Bad input is handled in two ways:
+
+    * the file is **rejected** (``ValueError`` naming the file, the image or annotation id and
+      the field) when its structure is wrong: ``images`` or ``annotations`` not a list, a
+      record that is not an object, a missing field or one of the wrong type (``bbox`` not 4
+      numbers, keypoints not numbers or of the wrong count, ids not integers), an image id
+      that appears twice, or an annotation of an image the file does not list;
+    * an annotation whose values are non-finite (NaN, infinity) or out of range (a
+      coordinate, box width or height beyond :data:`MAX_COORDINATE` pixels, a visibility
+      outside ``[0, 2]``, a negative area) is **skipped**, with one
+      :class:`AnnotationWarning` per file that counts the skipped annotations and names the
+      first (its id and field); if every person annotation is skipped, the file is rejected.
+      (COCO-WholeBody's face and hand visibilities may be fractional confidences; ``v > 0``
+      marks a labelled keypoint.)
     """
     annotation_file, image_dir = Path(annotation_file), Path(image_dir)
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder {str(image_dir)!r} does not exist")
     if num_keypoints not in (17, 133):
         raise ValueError(f"num_keypoints must be 17 or 133, got {num_keypoints}")
+    where = repr(str(annotation_file))
     data = _read_json(annotation_file)
-    files = {}
-    for image in data["images"]:
-        try:
-            files[image["id"]] = image_dir / image["file_name"]
-        except (KeyError, TypeError):
+    for key in ("images", "annotations"):
+        if not isinstance(data[key], list):
+            raise ValueError(f"{where}: field {key!r} must be a list of records, got "
+                             f"{_json_type(data[key])}")  # fmt: skip
+    files: dict[int, Path] = {}
+    for index, image in enumerate(data["images"]):
+        if not isinstance(image, dict) or not {"id", "file_name"} <= image.keys():
+            raise ValueError(f"{where}: every image needs 'id' and 'file_name', got {image!r} "
+                             f"(images[{index}])")  # fmt: skip
+        image_id = image["id"]
+        if not _is_int(image_id):
+            raise ValueError(f"{where}: image {image_id!r} (images[{index}]): field 'id' must "
+                             f"be an integer, got {_json_type(image_id)}")  # fmt: skip
+        if not isinstance(image["file_name"], str):
+            raise ValueError(f"{where}: image {image_id}: field 'file_name' must be a string, "
+                             f"got {_json_type(image['file_name'])}")  # fmt: skip
+        if image_id in files:
             raise ValueError(
-                f"{str(annotation_file)!r}: every image needs 'id' and 'file_name', got {image!r}"
-            ) from None
-    people = []
-    for ann in data["annotations"]:
+                f"{where}: image id {image_id} appears twice in 'images' (field 'id'; files "
+                f"{files[image_id].name!r} and {image['file_name']!r})"
+            )
+        files[image_id] = image_dir / image["file_name"]
+    parts = _PARTS_133 if num_keypoints == 133 else _PARTS_17
+    people: list[Person] = []
+    skipped: list[tuple[object, str]] = []
+    candidates = 0
+    for index, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict):
+            raise ValueError(f"{where}: annotations[{index}] must be an object, got "
+                             f"{_json_type(ann)}")  # fmt: skip
+        ann_id = ann.get("id", f"#{index}")
         try:
             if ann.get("iscrowd", 0) or ann.get("category_id", 1) != 1:
                 continue
-            x, y, w, h = (float(v) for v in ann["bbox"])
-            values = list(ann["keypoints"])
-            if num_keypoints == 133:
-                for key in WHOLEBODY_KEYS:
-                    values += list(ann[key])
-            keypoints = np.asarray(values, dtype=np.float64).reshape(-1, 3)
-            image_file = files[ann["image_id"]]
-        except (KeyError, TypeError, ValueError) as error:
+            if "id" in ann and not _is_int(ann["id"]):
+                raise _Malformed("id", f"must be an integer, got {_json_type(ann['id'])}")
+            box = _numbers(ann, "bbox", 4)
+            values = [(field, _numbers(ann, field, 3 * count).reshape(-1, 3))
+                      for field, count in parts]  # fmt: skip
+            if "image_id" not in ann:
+                raise _Malformed("image_id", "is missing")
+            image_id = ann["image_id"]
+            if not _is_int(image_id):
+                raise _Malformed("image_id", f"must be an integer, got {_json_type(image_id)}")
+            if image_id not in files:
+                raise _Malformed("image_id", f"refers to image {image_id}, which 'images' lacks")
+            area = ann.get("area")
+            if area is not None and not _is_number(area):
+                raise _Malformed("area", f"must be a number, got {_json_type(area)}")
+        except _Malformed as error:
+            field, problem = error.args
             raise ValueError(
-                f"{str(annotation_file)!r}: malformed annotation {ann.get('id', '?')!r} "
-                f"({type(error).__name__}: {error})"
+                f"{where}: malformed annotation {ann_id!r}: field {field!r} {problem}"
             ) from None
-        if len(keypoints) != num_keypoints:
-            raise ValueError(
-                f"{str(annotation_file)!r}: annotation {ann.get('id')} has {len(keypoints)} "
-                f"keypoints, expected {num_keypoints}"
-            )
+        candidates += 1
+        bad = _bad_value(box, None if area is None else float(area), values)
+        if bad is not None:
+            skipped.append((ann_id, bad))
+            continue
+        keypoints = np.concatenate([v for _, v in values])
+        x, y, w, h = (float(v) for v in box)
         if w <= 0 or h <= 0 or (annotated_only and not (keypoints[:, 2] > 0).any()):
             continue
-        area = float(ann.get("area", w * h))
-        annotation_id = int(ann.get("id", len(people)))
+        area = float(area) if area is not None else w * h
+        annotation_id = ann["id"] if "id" in ann else len(people)
         people.append(
-            Person(int(ann["image_id"]), annotation_id, image_file, (x, y, w, h), area, keypoints)
+            Person(image_id, annotation_id, files[image_id], (x, y, w, h), area, keypoints)
         )
+    if skipped:
+        first_id, first_field = skipped[0]
+        summary = (f"{len(skipped)} annotation(s) of {where} with non-finite or out-of-range "
+                   f"values (first: annotation {first_id!r}, field {first_field!r})")  # fmt: skip
+        if len(skipped) == candidates:
+            raise ValueError(f"every person annotation was unusable: {summary}")
+        warnings.warn(f"skipped {summary}", AnnotationWarning, stacklevel=2)
     return people
 
 
@@ -241,7 +360,8 @@ class KeypointDataset(Dataset):
         image = load_image(person.file)
         height, width = self.image_size
         points = person.keypoints[:, :2].copy()
-        visible = person.keypoints[:, 2].astype(np.int64)
+        # COCO-WholeBody's fractional visibilities (0 < v < 1) mark labelled keypoints too
+        visible = np.ceil(person.keypoints[:, 2]).astype(np.int64)
         centre, size = box_to_crop(person.box, width / height, self.padding)
         rotation = 0.0
         aug = self.augmentation

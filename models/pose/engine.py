@@ -33,7 +33,14 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from models.common.checkpoint import extract_state_dict, read_weights_only, save_atomic
+from models.common.checkpoint import (
+    check_optimizer_state,
+    check_state_dict,
+    check_weights,
+    extract_state_dict,
+    read_weights_only,
+    save_checkpoint,
+)
 from models.common.curves import plot_learning_curve, read_learning_curve
 from models.common.ema import ModelEMA
 
@@ -163,10 +170,23 @@ def _ignore_interrupts_in_worker(worker_id: int) -> None:
 
 
 def load_training_checkpoint(path: str | os.PathLike) -> dict:
-    """A checkpoint written by :class:`Trainer`, read with ``weights_only=True``."""
+    """A checkpoint written by :class:`Trainer`, read with ``weights_only=True``.
+
+    The digest of its tensors is verified when it has one (checkpoints written before digests
+    load unchecked), and its ``model`` and ``ema`` entries must be state_dicts.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a weights-only checkpoint of this engine, damaged (its tensors differ
+            from the digest written with them) or an entry of the wrong kind; the file and the
+            entry are named.
+    """
     state = read_weights_only(path)
     if not _is_training_checkpoint(state):
         raise ValueError(f"{str(path)!r} is not a training checkpoint of this engine")
+    for entry in ("model", "ema"):
+        if state.get(entry) is not None:
+            check_weights(state[entry], f"{str(path)!r} entry {entry!r}")
     return state
 
 
@@ -181,7 +201,9 @@ def load_weights(path: str | os.PathLike) -> dict[str, Tensor]:
     ``weights_only=True``."""
     state = read_weights_only(path)
     if _is_training_checkpoint(state):
-        return evaluation_weights(state)
+        weights = evaluation_weights(state)
+        check_weights(weights, f"{str(path)!r} entry {_evaluation_choice(state)!r}")
+        return weights
     return extract_state_dict(state, repr(str(path)))
 
 
@@ -189,10 +211,14 @@ def evaluation_weights(state: dict) -> dict[str, Tensor]:
     """The weights of a :class:`Trainer` checkpoint that its evaluation used (see
     :meth:`Trainer.eval_model`): ``ema`` or ``model``. Checkpoints written before the choice was
     recorded evaluate their EMA when they have one."""
-    choice = state.get("eval_weights", "ema" if state.get("ema") is not None else "model")
+    choice = _evaluation_choice(state)
     if choice not in ("ema", "model") or state.get(choice) is None:
         raise ValueError(f"checkpoint has no {choice!r} weights to evaluate")
     return state[choice]
+
+
+def _evaluation_choice(state: dict) -> object:
+    return state.get("eval_weights", "ema" if state.get("ema") is not None else "model")
 
 
 @dataclass
@@ -302,23 +328,66 @@ class Trainer:
         }
 
     def save(self, name: str = "last.pt") -> Path | None:
-        """Write a checkpoint atomically (main process only)."""
+        """Write a checkpoint atomically, with the digest of its tensors (main process only).
+
+        Raises:
+            OSError: it could not be written (e.g. a full disk), naming the path; the previous
+                checkpoint of that name is left as it was.
+        """
         if not self.is_main:
             return None
         path = self.output / name
-        save_atomic(self.checkpoint_state(), path)
+        save_checkpoint(self.checkpoint_state(), path)
         return path
 
     def resume(self, path: str | os.PathLike) -> None:
-        """Continue a run from a checkpoint of :meth:`save`."""
+        """Continue a run from a checkpoint of :meth:`save`.
+
+        Every entry is checked before anything is restored.
+
+        Raises:
+            ValueError: a damaged checkpoint (see :func:`load_training_checkpoint`), a missing
+                entry, or one that does not fit this model and optimiser (mis-shaped, missing
+                or unexpected tensors), naming the file and the entry.
+        """
         state = load_training_checkpoint(path)
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.position = _Position(**state["position"])
-        torch.set_rng_state(state["rng"])
+        where = repr(str(path))
+        for entry in ("optimizer", "scheduler", "position", "rng"):
+            if entry not in state:
+                raise ValueError(f"{where} lacks the entry {entry!r} that resuming needs (to "
+                                 "start from its weights only, use init_from)")  # fmt: skip
+        check_state_dict(state["model"], self.model.state_dict(), f"{where} entry 'model'")
+        ema = state.get("ema") if self.ema is not None else None
+        if ema is not None:
+            check_state_dict(ema, self.ema.state_dict(), f"{where} entry 'ema'")
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        check_optimizer_state(state["optimizer"], self.optimizer, names,
+                              f"{where} entry 'optimizer'")  # fmt: skip
+        if not isinstance(state["scheduler"], dict):
+            raise ValueError(f"{where} entry 'scheduler' must be a dict, got "
+                             f"{type(state['scheduler']).__name__}")  # fmt: skip
+        try:
+            position = _Position(**state["position"])
+        except TypeError as error:
+            raise ValueError(f"{where} entry 'position' is not a training position: "
+                             f"{error}") from None  # fmt: skip
+        rng = state["rng"]
+        if not (isinstance(rng, Tensor) and rng.dtype == torch.uint8 and rng.dim() == 1):
+            raise ValueError(f"{where} entry 'rng' must be a uint8 tensor (torch's random "
+                             "state)")  # fmt: skip
+        for entry, restore in (
+            ("model", lambda: self.model.load_state_dict(state["model"])),
+            ("ema", lambda: None if ema is None else self.ema.load_state_dict(ema)),
+            ("optimizer", lambda: self.optimizer.load_state_dict(state["optimizer"])),
+            ("scheduler", lambda: self.scheduler.load_state_dict(state["scheduler"])),
+            ("rng", lambda: torch.set_rng_state(rng)),
+        ):
+            try:
+                restore()
+            except (RuntimeError, ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"{where}: cannot restore the entry {entry!r}: "
+                                 f"{error}") from error  # fmt: skip
+        self.position = position
 
     # -- training -----------------------------------------------------------------------------
 

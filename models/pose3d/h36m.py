@@ -231,7 +231,22 @@ def _positions_3d(value: object, where: str) -> np.ndarray:
             f"{where} must be a float array [T, 32 or 17, 3], got {array.dtype} "
             f"{list(array.shape)}"
         )
-    return reduce_h36m_32(array) if array.shape[1] == 32 else array
+    array = reduce_h36m_32(array) if array.shape[1] == 32 else array
+    _check_finite(array, where)  # the 17 joints used (joint numbers of that layout)
+    return array
+
+
+def _check_finite(array: np.ndarray, where: str) -> None:
+    """Raise naming the first frame and joint of ``array [T, J, C]`` that is NaN or infinite."""
+    bad = ~np.isfinite(array)
+    if bad.any():
+        frame, joint, _ = np.argwhere(bad)[0]
+        count = int(bad.any(axis=-1).sum())
+        raise ValueError(
+            f"{where} holds non-finite values (NaN or infinity) at frame {frame}, joint "
+            f"{joint} ({count} joint position(s) in all): the file is corrupt or was not "
+            "cleaned; fill or drop those frames before loading"
+        )
 
 
 def _stored_cameras(value: object, where: str) -> dict[str, list[Camera]]:
@@ -284,6 +299,14 @@ def load_sequences(
 
     Returns:
         The sequences, sorted by subject, action and camera index.
+
+    Raises:
+        FileNotFoundError: a file does not exist.
+        ValueError: the files are rejected, never partly loaded: naming the file, the
+            ``[subject][action]`` (and ``[camera]`` for 2-D) entry and the problem: a missing or
+            mis-shaped entry, another joint layout, or NaN or infinite values (the first
+            frame and joint given) in a 3-D array or in the 2-D frames that are used; values
+            are not repaired or skipped, since dropping frames would break the clips' timing.
     """
     for name, value in (("subjects", subjects), ("actions", actions)):
         if isinstance(value, str):
@@ -339,6 +362,11 @@ def load_sequences(
                         f"{where}[{index}] must have shape [T >= {len(world)}, {NUM_JOINTS}, 2], "
                         f"got {list(keypoints.shape)}"
                     )
+                if not np.issubdtype(keypoints.dtype, np.number):
+                    raise ValueError(f"{where}[{index}] must be a numeric array, got "
+                                     f"{keypoints.dtype}")  # fmt: skip
+                # only the frames kept (those with 3-D targets) must be finite
+                _check_finite(keypoints[: len(world)], f"{where}[{index}]")
                 local = camera.world_to_camera(world)
                 out.append(PoseSequence(
                     subject, action, index,
