@@ -173,6 +173,12 @@ def test_two_stage_training_and_eval_only_of_weights_only_files(synthetic_pose_d
     with pytest.raises(FileNotFoundError, match="missing"):
         build_trainer(load_config(STAGE_2, [*TINY, "train.init_from=missing.pt"]), data,
                       tmp_path / "x")  # fmt: skip
+    bad = {k: v.half() for k, v in trainer.model.state_dict().items()}
+    bad["patch_embed.weight"] = bad["patch_embed.weight"][:, :-1]
+    torch.save(bad, tmp_path / "misshaped.pt")
+    argv[argv.index(str(shipped))] = str(tmp_path / "misshaped.pt")
+    with pytest.raises(ValueError, match=r"misshaped\.pt.*'patch_embed\.weight'"):
+        main(argv)
     junk = tmp_path / "junk.pt"
     torch.save([1, 2], junk)
     with pytest.raises(ValueError, match=r"junk\.pt"):

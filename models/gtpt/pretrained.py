@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from models.common.checkpoint import load_state_dict_file
+from models.common.checkpoint import check_state_dict, load_state_dict_file
 
 from .build import build_gtpt
 from .model import GTPT
@@ -106,5 +106,7 @@ def load_pretrained(
         rates,
         tuple(model_config["image_size"]),
     )
-    model.load_state_dict(load_state_dict_file(entry.path))  # copies into float32
+    weights = load_state_dict_file(entry.path)
+    check_state_dict(weights, model.state_dict(), repr(str(entry.path)))
+    model.load_state_dict(weights)  # copies into float32
     return model.eval()

@@ -74,7 +74,9 @@ class GTPTTask(PoseTask):
             self.variant, self.dataset, self.keep_rates, self.image_size, self.keypoint_init_std
         )
 
-    def load_initial_weights(self, model: nn.Module, state_dict: dict[str, Tensor]) -> None:
+    def load_initial_weights(
+        self, model: nn.Module, state_dict: dict[str, Tensor], source: str = "weights"
+    ) -> None:
         """Strict load; weights trained at another input size (progressive resolution) get
         their SimCC classifiers resized to this size's bins (:func:`resize_simcc_bins`). The
         rest of GTPT does not depend on the input size (the position table is a fixed sine)."""
@@ -85,7 +87,7 @@ class GTPTTask(PoseTask):
                 key = f"head.{axis}.1.{entry}"
                 if key in state and state[key].shape[0] != bins:
                     state[key] = resize_simcc_bins(state[key], bins, SPLIT_RATIO)
-        model.load_state_dict(state)
+        super().load_initial_weights(model, state, source)
 
     def training_module(self, model: nn.Module) -> nn.Module:
         return _TrainingPasses(model)

@@ -137,7 +137,8 @@ def run(family: ModelFamily, argv: Sequence[str] | None = None, doc: str | None 
         if official is not None:
             model = family.load_official(official, task).to(trainer.device)
         elif args.checkpoint is not None:
-            task.load_initial_weights(trainer.model, load_weights(args.checkpoint))
+            weights = load_weights(args.checkpoint)
+            task.load_initial_weights(trainer.model, weights, repr(str(args.checkpoint)))
             model = trainer.model
         else:
             parser.error("--eval-only needs --checkpoint or --official-checkpoint")

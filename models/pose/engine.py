@@ -128,9 +128,18 @@ class PoseTask(ABC):
     def target_fn(self):
         """The dataset's target function (see :class:`~models.pose.data.KeypointDataset`)."""
 
-    def load_initial_weights(self, model: nn.Module, state_dict: dict[str, Tensor]) -> None:
-        """Load ``state_dict`` (``TrainConfig.init_from``) into a fresh ``model``; strictly by
-        default. A family overrides this to adapt weights, e.g. to another input size."""
+    def load_initial_weights(
+        self, model: nn.Module, state_dict: dict[str, Tensor], source: str = "weights"
+    ) -> None:
+        """Load ``state_dict`` (``TrainConfig.init_from``, ``--eval-only --checkpoint``) into a
+        fresh ``model``; strictly by default. A family overrides this to adapt weights, e.g. to
+        another input size.
+
+        Raises:
+            ValueError: missing, unexpected or mis-shaped entries, listed, naming ``source``
+                (the file).
+        """
+        check_state_dict(state_dict, model.state_dict(), source)
         model.load_state_dict(state_dict)
 
 
@@ -290,7 +299,8 @@ class Trainer:
         self.total_steps = max(total_steps, 1)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         if config.init_from is not None and train_set is not None:
-            task.load_initial_weights(self.model, load_weights(config.init_from))
+            task.load_initial_weights(self.model, load_weights(config.init_from),
+                                      repr(config.init_from))  # fmt: skip
         self.ema = ModelEMA(self.model, max(total_steps, 1)) if config.ema else None
         self.position = _Position()
         self._stop_signal: int | None = None
