@@ -16,15 +16,20 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "check_bool",
     "check_bool_mask",
+    "check_finite",
     "check_float",
     "check_floating",
     "check_index",
     "check_int",
     "check_keep_rate",
+    "check_matches_parameters",
+    "check_number",
     "check_same_device",
     "check_same_dtype",
     "check_tensor",
+    "check_tensor_sequence",
     "check_values",
     "static_shape",
     "value_checks_enabled",
@@ -90,6 +95,56 @@ def check_floating(name: str, value: object, *, ndim: int | Sequence[int] | None
     return tensor
 
 
+def check_bool(name: str, value: object) -> bool:
+    """Require a Python bool (a truthy string such as ``"no"`` would otherwise switch on)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def check_finite(name: str, tensor: Tensor) -> None:
+    """Require every entry of ``tensor`` to be finite (value check, see :func:`check_values`)."""
+    if tensor.numel() == 0 or not tensor.is_floating_point():
+        return
+    check_values(torch.isfinite(tensor).all(), f"{name} must be finite (no NaN or inf)")
+
+
+_AUTOCAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def check_matches_parameters(name: str, value: Tensor, parameter: Tensor) -> None:
+    """Require ``value`` to have the dtype and device of a module's ``parameter``.
+
+    Inside an autocast region of the value's device type, the half, bfloat16 and float32
+    dtypes mix (autocast casts them per op); float64 still has to match.
+    """
+    dtype_ok = value.dtype == parameter.dtype or (
+        value.dtype in _AUTOCAST_DTYPES
+        and parameter.dtype in _AUTOCAST_DTYPES
+        and torch.is_autocast_enabled(value.device.type)
+    )
+    if not dtype_ok or value.device != parameter.device:
+        raise ValueError(
+            f"{name} ({value.dtype} on {value.device}) must match the module's parameters "
+            f"({parameter.dtype} on {parameter.device})"
+        )
+
+
+def check_tensor_sequence(name: str, value: object, *, what: str = "tensor") -> list[Tensor]:
+    """Require a non-empty list or tuple of tensors (a single tensor is refused: iterating it
+    would silently split it along its first axis)."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a list or tuple of tensors (one per {what}), got "
+            f"{type(value).__name__}"
+        )
+    if not value:
+        raise ValueError(f"{name} must hold at least one tensor (one per {what}), got none")
+    for index, item in enumerate(value):
+        check_tensor(f"{name}[{index}]", item)
+    return list(value)
+
+
 def check_bool_mask(name: str, value: object, shape: Sequence[int]) -> Tensor:
     """Require a bool tensor of exactly ``shape``."""
     tensor = check_tensor(name, value)
@@ -139,12 +194,30 @@ def check_float(
     """Require a finite real number in ``[low, high]`` (``[low, high)`` if ``high_open``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond the float range
+        value = math.inf if value > 0 else -math.inf
     above = value >= high if high_open else value > high
     if not math.isfinite(value) or value < low or above:
         interval = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
         raise ValueError(f"{name} must be in {interval}, got {value}")
     return value
+
+
+def check_number(name: str, value: object, *, low: float | None = None) -> float:
+    """Require a finite real number (bools rejected), at least ``low`` if given."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and number < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return number
 
 
 def check_keep_rate(name: str, value: object) -> float:

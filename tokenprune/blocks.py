@@ -9,17 +9,47 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ._validation import (
+    check_bool,
+    check_float,
+    check_floating,
+    check_int,
+    check_matches_parameters,
+    check_number,
+)
 from .attention.layout import AttentionLogits
 from .attention.mhga import MultiHeadGroupAttention
 
 __all__ = ["DropPath", "Mlp", "TransformerBlock"]
 
 
+def _check_tokens(x: object, dim: int, parameter: Tensor) -> Tensor:
+    """Require floating-point tokens ``[..., dim]`` with the dtype and device of ``parameter``."""
+    x = check_floating("x", x)
+    if x.ndim == 0 or x.shape[-1] != dim:
+        raise ValueError(f"x must have last dimension {dim}, got shape {tuple(x.shape)}")
+    check_matches_parameters("x", x, parameter)
+    return x
+
+
 class Mlp(nn.Module):
-    """``Linear -> GELU -> Dropout -> Linear -> Dropout`` on the last axis."""
+    """``Linear -> GELU -> Dropout -> Linear -> Dropout`` on the last axis.
+
+    Args:
+        dim: input and output width, at least 1.
+        hidden_dim: hidden width, at least 1.
+        drop: dropout probability in ``[0, 1]``.
+
+    Raises:
+        TypeError: ``dim`` or ``hidden_dim`` is not an int, ``drop`` not a number.
+        ValueError: ``dim`` or ``hidden_dim`` is below 1, ``drop`` outside ``[0, 1]``.
+    """
 
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0) -> None:
         super().__init__()
+        dim = check_int("dim", dim, low=1)
+        hidden_dim = check_int("hidden_dim", hidden_dim, low=1)
+        drop = check_float("drop", drop, low=0, high=1)
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.act = nn.GELU()
         self.drop1 = nn.Dropout(drop)
@@ -27,19 +57,37 @@ class Mlp(nn.Module):
         self.drop2 = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [..., dim]`` (the dtype and device of the parameters) -> ``[..., dim]``.
+
+        Raises:
+            TypeError: ``x`` is not a floating-point tensor.
+            ValueError: ``x`` has another last dimension, dtype or device.
+        """
+        x = _check_tokens(x, self.fc1.in_features, self.fc1.weight)
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
 
 
 class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch per sample during training."""
+    """Stochastic depth: drop the whole residual branch per sample during training.
+
+    Args:
+        drop_prob: probability of dropping a sample's branch, in ``[0, 1)``.
+
+    Raises:
+        TypeError: ``drop_prob`` is not a number.
+        ValueError: ``drop_prob`` is outside ``[0, 1)``.
+    """
 
     def __init__(self, drop_prob: float = 0.0) -> None:
         super().__init__()
-        if not 0.0 <= drop_prob < 1.0:
-            raise ValueError(f"drop_prob must be in [0, 1), got {drop_prob}")
-        self.drop_prob = drop_prob
+        self.drop_prob = check_float("drop_prob", drop_prob, low=0, high=1, high_open=True)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [B, ...]`` with every sample's branch dropped with probability ``drop_prob``
+        (training only); floating-point, at least one dimension."""
+        x = check_floating("x", x)
+        if x.ndim == 0:
+            raise ValueError("x must have a batch dimension [B, ...], got a scalar")
         if self.drop_prob == 0.0 or not self.training:
             return x
         keep = 1.0 - self.drop_prob
@@ -60,7 +108,13 @@ class TransformerBlock(nn.Module):
         qkv_bias, scale, attn_drop, backend: passed to :class:`MultiHeadGroupAttention`.
         drop: dropout after the attention projection and inside the MLP.
         drop_path: stochastic-depth rate of both residual branches.
-        norm_eps: LayerNorm epsilon.
+        norm_eps: LayerNorm epsilon, finite and non-negative.
+
+    Raises:
+        TypeError: an argument has the wrong type (``qkv_bias`` not a bool, ...).
+        ValueError: ``dim`` or ``num_heads`` is below 1 or ``dim`` not divisible by
+            ``num_heads``, ``mlp_ratio`` gives an MLP narrower than 1, a dropout rate is
+            outside ``[0, 1)``, ``norm_eps`` is negative or not finite.
     """
 
     def __init__(
@@ -78,6 +132,19 @@ class TransformerBlock(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
+        dim = check_int("dim", dim, low=1)
+        mlp_ratio = check_number("mlp_ratio", mlp_ratio, low=0.0)
+        hidden_dim = int(dim * mlp_ratio)
+        if hidden_dim < 1:
+            raise ValueError(
+                f"mlp_ratio must give an MLP at least 1 wide, got int({dim} * {mlp_ratio}) = "
+                f"{hidden_dim}"
+            )
+        check_bool("qkv_bias", qkv_bias)
+        check_float("drop", drop, low=0, high=1, high_open=True)
+        check_float("drop_path", drop_path, low=0, high=1, high_open=True)
+        norm_eps = check_number("norm_eps", norm_eps, low=0.0)
+        self.dim = dim
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = MultiHeadGroupAttention(
             dim,
@@ -90,7 +157,7 @@ class TransformerBlock(nn.Module):
         )
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.mlp = Mlp(dim, hidden_dim, drop=drop)
 
     def attend(
         self,
@@ -102,6 +169,7 @@ class TransformerBlock(nn.Module):
         """The attention residual ``x + Attn(LN(x))``; arguments as in
         :meth:`MultiHeadGroupAttention.forward`. Returns ``(x, logits)`` when
         ``score_queries > 0``."""
+        x = _check_tokens(x, self.dim, self.norm1.weight)
         result = self.attn(
             self.norm1(x), num_shared=num_shared, key_mask=key_mask, score_queries=score_queries
         )
@@ -112,6 +180,7 @@ class TransformerBlock(nn.Module):
 
     def feed_forward(self, x: Tensor) -> Tensor:
         """The MLP residual ``x + MLP(LN(x))``."""
+        x = _check_tokens(x, self.dim, self.norm2.weight)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
     def forward(

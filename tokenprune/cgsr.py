@@ -24,11 +24,11 @@ import math
 import operator
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ._validation import check_floating, check_int
+from ._validation import check_bool, check_floating, check_int, check_matches_parameters
+from .attention.reference import sdpa
 
 __all__ = ["CGSRAttention", "cgsr_attention_reference"]
 
@@ -80,7 +80,7 @@ class _GroupAttention(nn.Module):
 
     def forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         q, k, v = self.projections(x, size)
-        return self.finish(F.scaled_dot_product_attention(q, k, v))
+        return self.finish(sdpa(q, k, v))
 
 
 class CGSRAttention(nn.Module):
@@ -97,6 +97,10 @@ class CGSRAttention(nn.Module):
         norm: the LayerNorms on queries, keys, values, the reduced map and each group's output.
 
     Shapes: ``forward(x [B, H*W, C], size=(H, W)) -> [B, H*W, C]`` (tokens row-major).
+
+    Raises:
+        TypeError: an argument has the wrong type (``norm`` not a bool, ...).
+        ValueError: a size is below 1, or ``dim`` does not split into the groups and heads.
     """
 
     def __init__(
@@ -114,6 +118,7 @@ class CGSRAttention(nn.Module):
         heads_per_group = check_int("heads_per_group", heads_per_group, low=1)
         key_dim = check_int("key_dim", key_dim, low=1)
         reduction = check_int("reduction", reduction, low=1)
+        norm = check_bool("norm", norm)
         if dim % groups or (dim // groups) % heads_per_group:
             raise ValueError(
                 f"dim ({dim}) must split into groups ({groups}) whose width is a multiple of "
@@ -128,7 +133,14 @@ class CGSRAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
-        """``x [B, H*W, C]`` on an ``H x W`` map ``-> [B, H*W, C]``."""
+        """``x [B, H*W, C]`` on an ``H x W`` map ``-> [B, H*W, C]``.
+
+        Raises:
+            TypeError: ``x`` is not a floating-point tensor, ``size`` not a pair of ints.
+            ValueError: ``size`` has a side below 1 (or below the reduction), ``x`` does not
+                match ``size`` and ``dim``, or has another dtype or device than the module's
+                parameters.
+        """
         x, size = self._check(x, size)
         outputs = []
         for index, (chunk, group) in enumerate(
@@ -141,11 +153,13 @@ class CGSRAttention(nn.Module):
     def _check(self, x: Tensor, size: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
         x = check_floating("x", x, ndim=3)
         try:  # ints, or the 0-d tensors that tracing makes of shapes
-            sides = tuple(operator.index(v) for v in size)
+            sides = tuple(operator.index(v) for v in size if not isinstance(v, bool))
         except TypeError:
             sides = ()
-        if len(sides) != 2 or min(sides) < 1:
+        if len(sides) != 2:
             raise TypeError(f"size must be an (H, W) pair of positive ints, got {size!r}")
+        if min(sides) < 1:
+            raise ValueError(f"size must be an (H, W) pair of positive ints, got {size!r}")
         size = sides
         if x.shape[1] != size[0] * size[1] or x.shape[2] != self.dim:
             raise ValueError(
@@ -156,12 +170,19 @@ class CGSRAttention(nn.Module):
             raise ValueError(
                 f"size {tuple(size)} is smaller than the reduction {self.reduction} on a side"
             )
+        check_matches_parameters("x", x, self.proj.weight)
         return x, size
 
 
 def cgsr_attention_reference(module: CGSRAttention, x: Tensor, size: tuple[int, int]) -> Tensor:
     """:class:`CGSRAttention` spelled out with an explicit softmax (no fused attention), for
-    tests. Same arguments and result as ``module(x, size)``."""
+    tests. Same arguments, result and errors as ``module(x, size)``.
+
+    Raises:
+        TypeError: ``module`` is not a :class:`CGSRAttention`, or as ``module(x, size)``.
+    """
+    if not isinstance(module, CGSRAttention):
+        raise TypeError(f"module must be a CGSRAttention, got {type(module).__name__}")
     x, size = module._check(x, size)
     outputs = []
     for index, group in enumerate(module.group_attention):

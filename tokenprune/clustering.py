@@ -37,7 +37,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ._validation import check_floating, check_index, check_int, check_same_device
+from ._validation import (
+    check_finite,
+    check_floating,
+    check_index,
+    check_int,
+    check_same_device,
+    check_values,
+)
 from .selection import check_index_range, select_topk
 
 __all__ = ["DensityPeaks", "PrunedFrames", "TokenPruningCluster", "density_peaks", "pool_frames"]
@@ -67,12 +74,22 @@ def pool_frames(tokens: Tensor) -> Tensor:
     """Average every frame's tokens into one feature: ``[B, T, ..., D] -> [B, T, D]``.
 
     A ``[B, T, D]`` input (one token per frame) is returned as it is.
+
+    Raises:
+        TypeError: ``tokens`` is not a floating-point tensor.
+        ValueError: ``tokens`` has fewer than 3 dimensions, or an axis between time and
+            channels has size 0 (a frame without tokens has no mean).
     """
     tokens = check_floating("tokens", tokens)
     if tokens.ndim < 3:
         raise ValueError(f"tokens must be [B, T, ..., D], got shape {tuple(tokens.shape)}")
     if tokens.ndim == 3:
         return tokens
+    if 0 in tokens.shape[2:-1]:
+        raise ValueError(
+            f"tokens must have at least one token per frame (no zero-size axis between time "
+            f"and channels), got shape {tuple(tokens.shape)}"
+        )
     return tokens.flatten(2, -2).mean(dim=2)
 
 
@@ -95,12 +112,39 @@ def density_peaks(features: Tensor, k: int = 2, tie_break: str = "index") -> Den
             (equal densities are all peaks, as the official code with its noise off).
 
     Returns:
-        :class:`DensityPeaks` of ``[B, T]`` tensors, computed without gradient.
+        :class:`DensityPeaks` of ``[B, T]`` tensors, computed without gradient (empty for
+        ``T = 0``).
+
+    Raises:
+        TypeError: ``features`` is not a floating-point tensor, ``k`` not an int.
+        ValueError: ``features`` is not ``[B, T, C]`` with ``C >= 1``, has a NaN or infinite
+            entry, or values whose distances overflow its dtype; ``k`` is outside ``[1, T]``;
+            ``tie_break`` is unknown.
     """
     features = check_floating("features", features, ndim=3)
-    num_frames, width = features.shape[1], features.shape[2]
-    k = check_int("k", k, low=1, high=max(num_frames, 1))
+    num_frames = features.shape[1]
+    k = check_int("k", k, low=1, high=num_frames if num_frames else None)
     tie_break = _check_tie_break(tie_break)
+    return _density_peaks(features, k, tie_break, "features")
+
+
+def _check_width(name: str, tensor: Tensor) -> None:
+    if tensor.shape[-1] == 0:
+        raise ValueError(
+            f"{name} must have at least one channel (a distance needs features), got shape "
+            f"{tuple(tensor.shape)}"
+        )
+
+
+def _density_peaks(features: Tensor, k: int, tie_break: str, name: str) -> DensityPeaks:
+    """:func:`density_peaks` on checked arguments; ``name`` is the argument that errors about
+    the features' values should name."""
+    _check_width(name, features)
+    check_finite(name, features)
+    num_frames, width = features.shape[1], features.shape[2]
+    if num_frames == 0:
+        empty = features.new_zeros(features.shape[:2])
+        return DensityPeaks(empty, empty.clone(), empty.clone())
     with torch.no_grad():
         # torch.cdist as HoT calls it: beyond 25 rows it uses the matrix-product formula, whose
         # rounding (a diagonal that is not exactly 0) decides near-ties; same call, same picks.
@@ -114,7 +158,14 @@ def density_peaks(features: Tensor, k: int = 2, tie_break: str = "index") -> Den
             denser |= (density[:, None, :] == density[:, :, None]) & earlier
         farthest = distance.flatten(1).amax(dim=-1)[:, None, None]
         parent = torch.where(denser, distance, farthest).amin(dim=-1)
-    return DensityPeaks(density, parent, density * parent)
+        score = density * parent
+    if score.numel():
+        check_values(
+            ~torch.isnan(score).any(),
+            f"{name} are too large for their dtype: frame distances overflow (rescale them or "
+            "use a wider dtype)",
+        )
+    return DensityPeaks(density, parent, score)
 
 
 class TokenPruningCluster(nn.Module):
@@ -150,8 +201,16 @@ class TokenPruningCluster(nn.Module):
     @torch.no_grad()
     def select(self, tokens: Tensor) -> Tensor:
         """Indices ``[B, num_keep]`` (int64, ascending) of the frames to keep. Scores are
-        computed in at least float32 (half-precision distances would tie wholesale)."""
+        computed in at least float32 (half-precision distances would tie wholesale).
+
+        Raises:
+            TypeError: ``tokens`` is not a floating-point tensor.
+            ValueError: ``tokens`` is not ``[B, T, ..., D]`` with ``T >= num_keep``, ``D >= 1``
+                and at least one token per frame, or has a NaN or infinite entry.
+        """
         features = pool_frames(tokens)
+        _check_width("tokens", tokens)
+        check_finite("tokens", tokens)
         if features.dtype in (torch.float16, torch.bfloat16):
             features = features.float()
         num_frames = features.shape[1]
@@ -160,7 +219,7 @@ class TokenPruningCluster(nn.Module):
                 f"num_keep={self.num_keep} frames cannot be kept from a sequence of "
                 f"{num_frames} frames (tokens of shape {tuple(tokens.shape)})"
             )
-        score = density_peaks(features, min(self.k, num_frames), self.tie_break).score
+        score = _density_peaks(features, min(self.k, num_frames), self.tie_break, "tokens").score
         if not self.keep_centre:
             return select_topk(score, self.num_keep)
         centre = (num_frames - 1) // 2
@@ -181,6 +240,12 @@ class TokenPruningCluster(nn.Module):
 
         Returns:
             :class:`PrunedFrames` ``(tokens [B, num_keep, ..., D], index [B, num_keep])``.
+
+        Raises:
+            TypeError: ``tokens`` is not a floating-point tensor, ``index`` not an integer
+                tensor.
+            ValueError: as :meth:`select` when clustering; a given ``index`` of the wrong
+                shape, device or range.
         """
         tokens = check_floating("tokens", tokens)
         if tokens.ndim < 3:

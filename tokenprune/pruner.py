@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import (
+    check_bool,
     check_bool_mask,
     check_floating,
     check_int,
@@ -19,7 +20,7 @@ from ._validation import (
     check_values,
     static_shape,
 )
-from .selection import NAN_SCORES, gather_tokens, pruned_token_weights, select_topk
+from .selection import NAN_SCORES, _select_topk, gather_tokens, pruned_token_weights
 
 __all__ = ["Budget", "GroupTokenPruner", "PrunedTokens", "keep_count"]
 
@@ -107,8 +108,14 @@ class PrunedTokens(NamedTuple):
         Returns:
             ``[B, G, S + k (+1), ...]`` for all slots, ``[B, G, k (+1), ...]`` for private
             slots (without the group axis for ungrouped input).
+
+        Raises:
+            TypeError: ``side`` is not a tensor.
+            ValueError: ``side`` has the wrong slots or leading axes, lives on another device
+                than the pruned tokens, or is not floating-point while a fused token is built.
         """
         side = check_tensor("side", side)
+        check_same_device(side=side, kept_idx=self.kept_idx)
         grouped = self.kept_idx.ndim == 3
         slot_axis = 2 if grouped else 1
         num_private = self.num_tokens - self.num_shared
@@ -182,6 +189,12 @@ class GroupTokenPruner(nn.Module):
         fuse_pruned: append one token that sums the pruned tokens weighted by their scores, as
             EViT's released code does; scores must then be non-negative probabilities (the
             ``mean`` or ``cls`` rules).
+
+    Raises:
+        TypeError: ``fuse_pruned`` is not a bool, ``keep_rate`` not a number,
+            ``num_original`` not an int.
+        ValueError: ``keep_rate`` is outside ``(0, 1]``, ``budget`` is unknown, or
+            ``num_original`` is missing (for ``budget="original"``) or below 1.
     """
 
     def __init__(
@@ -196,13 +209,13 @@ class GroupTokenPruner(nn.Module):
         self.keep_rate = keep_rate
         if budget not in ("original", "current"):
             raise ValueError(f"budget must be 'original' or 'current', got {budget!r}")
-        if budget == "original":
-            if num_original is None:
-                raise ValueError("num_original is required when budget='original'")
-            check_int("num_original", num_original, low=1)
+        if budget == "original" and num_original is None:
+            raise ValueError("num_original is required when budget='original'")
+        if num_original is not None:
+            num_original = check_int("num_original", num_original, low=1)
         self.budget: Budget = budget
         self.num_original = num_original
-        self.fuse_pruned = bool(fuse_pruned)
+        self.fuse_pruned = check_bool("fuse_pruned", fuse_pruned)
 
     @property
     def keep_rate(self) -> float:
@@ -243,6 +256,12 @@ class GroupTokenPruner(nn.Module):
 
         Returns:
             :class:`PrunedTokens`.
+
+        Raises:
+            TypeError: ``x`` or ``scores`` is not a floating-point tensor, ``key_mask`` not a
+                bool tensor, a count not an int.
+            ValueError: shapes or devices disagree, a count is out of range, a real score is
+                NaN, or (with fusion) a pruned real score is not a finite non-negative weight.
         """
         x = check_floating("x", x, ndim=(3, 4))
         scores = check_floating("scores", scores, ndim=x.ndim - 1)
@@ -294,19 +313,22 @@ class GroupTokenPruner(nn.Module):
             counts = torch.tensor(protected_counts, device=x.device)
             protected = torch.arange(num_private, device=x.device) < counts[:, None]  # [G, Np]
             priority = priority.masked_fill(protected, float("inf"))
-        if key_mask is not None:
-            priority = priority.masked_fill(~key_mask[:, :, num_shared:], float("-inf"))
-        check_values(~torch.isnan(priority).any(), NAN_SCORES)
+        private_mask = None if key_mask is None else key_mask[:, :, num_shared:]
+        # scores of padding slots are ignored (they may be NaN)
+        real_priority = priority if private_mask is None else priority.masked_fill(
+            ~private_mask, 0.0
+        )
+        check_values(~torch.isnan(real_priority).any(), NAN_SCORES)
         if k == 0:
             kept_idx = torch.empty(batch, groups, 0, dtype=torch.int64, device=x.device)
         elif k == num_private:
             kept_idx = torch.arange(num_private, device=x.device).expand(batch, groups, k)
         else:
-            kept_idx = select_topk(priority, k)
+            # padding ranks below every real token, whatever its score (-inf included)
+            kept_idx = _select_topk(priority, k, private_mask)
 
         fusion_weights = None
         if self.fuse_pruned and k < num_private:
-            private_mask = None if key_mask is None else key_mask[:, :, num_shared:]
             fusion_weights = pruned_token_weights(scores, kept_idx, private_mask)
 
         tokens = _prune_slots(x, num_shared, kept_idx, fusion_weights)

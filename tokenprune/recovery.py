@@ -13,11 +13,17 @@ There is no feed-forward layer and no normalisation; the output goes to the task
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ._validation import check_float, check_floating, check_int
+from ._validation import (
+    check_bool,
+    check_float,
+    check_floating,
+    check_int,
+    check_matches_parameters,
+)
+from .attention.reference import sdpa
 
 __all__ = ["TokenRecoveringAttention"]
 
@@ -39,6 +45,11 @@ class TokenRecoveringAttention(nn.Module):
 
     The queries start at zero as in HoT, so every output position is the same until training
     separates them.
+
+    Raises:
+        TypeError: an argument has the wrong type (``qkv_bias`` not a bool, ...).
+        ValueError: ``dim``, ``num_tokens`` or ``num_heads`` is below 1, ``dim`` is not
+            divisible by ``num_heads``, or a dropout rate is outside ``[0, 1)``.
     """
 
     def __init__(
@@ -60,6 +71,7 @@ class TokenRecoveringAttention(nn.Module):
         self.num_tokens = check_int("num_tokens", num_tokens, low=1)
         self.attn_drop = check_float("attn_drop", attn_drop, low=0.0, high=1.0, high_open=True)
         proj_drop = check_float("proj_drop", proj_drop, low=0.0, high=1.0, high_open=True)
+        qkv_bias = check_bool("qkv_bias", qkv_bias)
         self.queries = nn.Parameter(torch.zeros(1, self.num_tokens, dim))
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.k = nn.Linear(dim, dim, bias=qkv_bias)
@@ -68,12 +80,19 @@ class TokenRecoveringAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, kept: Tensor) -> Tensor:
-        """``kept [B, n, ..., D]`` (``n >= 1``) -> ``[B, num_tokens, ..., D]``."""
+        """``kept [B, n, ..., D]`` (``n >= 1``) -> ``[B, num_tokens, ..., D]``.
+
+        Raises:
+            TypeError: ``kept`` is not a floating-point tensor.
+            ValueError: ``kept`` has another layout, or another dtype or device than the
+                module's parameters.
+        """
         kept = check_floating("kept", kept)
         if kept.ndim < 3 or kept.shape[-1] != self.dim or kept.shape[1] == 0:
             raise ValueError(
                 f"kept must be [B, n >= 1, ..., D={self.dim}], got shape {tuple(kept.shape)}"
             )
+        check_matches_parameters("kept", kept, self.queries)
         batch, middle = kept.shape[0], kept.shape[2:-1]
         sequences = rearrange(kept, "b n ... d -> (b ...) n d")
         queries = self.queries.expand(sequences.shape[0], -1, -1)
@@ -82,7 +101,7 @@ class TokenRecoveringAttention(nn.Module):
         k = rearrange(self.k(sequences), split, h=self.num_heads)
         v = rearrange(self.v(sequences), split, h=self.num_heads)
         drop = self.attn_drop if self.training else 0.0
-        attended = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        attended = sdpa(q, k, v, dropout_p=drop)
         out = queries + self.proj_drop(self.proj(rearrange(attended, "s h n d -> s n (h d)")))
         out = out.reshape(batch, *middle, self.num_tokens, self.dim)
         return out.movedim(-2, 1)

@@ -24,6 +24,7 @@ and ``iters_per_epoch``, or with a fractional epoch.
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -42,6 +43,13 @@ class KeepRateSchedule(ABC):
 
     Args:
         target: final keep rate, or a sequence of per-stage rates, each in ``(0, 1]``.
+
+    Raises:
+        TypeError: a rate is not a number.
+        ValueError: a rate is outside ``(0, 1]`` or the sequence is empty. The warmup
+            schedules also raise ``TypeError`` for a ``warmup_epochs`` or ``end_epoch`` that is
+            not a number and ``ValueError`` for one that is negative or not finite, or for
+            ``end_epoch <= warmup_epochs``.
     """
 
     def __init__(self, target: float | Sequence[float]) -> None:
@@ -70,17 +78,35 @@ class KeepRateSchedule(ABC):
 
         Returns:
             A float for a scalar target, else a tuple with one rate per target.
+
+        Raises:
+            TypeError: ``epoch`` is not a real number, ``iteration`` or ``iters_per_epoch``
+                not an int.
+            ValueError: ``epoch`` is negative or not finite, ``iters_per_epoch`` below 1,
+                ``iteration`` outside ``[0, iters_per_epoch)``.
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, float)):
+        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Real):
             raise TypeError(f"epoch must be a number, got {type(epoch).__name__}")
+        try:
+            epoch = float(epoch)
+        except OverflowError:  # an int beyond the float range
+            epoch = math.inf
         if not (math.isfinite(epoch) and epoch >= 0):
             raise ValueError(f"epoch must be a non-negative finite number, got {epoch!r}")
-        check_int("iters_per_epoch", iters_per_epoch, low=1)
-        check_int("iteration", iteration, low=0, high=iters_per_epoch - 1)
+        iters_per_epoch = check_int("iters_per_epoch", iters_per_epoch, low=1)
+        iteration = check_int("iteration", iteration, low=0, high=iters_per_epoch - 1)
         p = self.progress(epoch + iteration / iters_per_epoch)
         if isinstance(self.target, tuple):
             return tuple(_interpolate(rate, p) for rate in self.target)
         return _interpolate(self.target, p)
+
+
+def _finite(value: numbers.Real) -> bool:
+    """``math.isfinite``, also for ints beyond the float range (which count as infinite)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _interpolate(target: float, progress: float) -> float:
@@ -109,14 +135,16 @@ class _WarmupKeepRate(KeepRateSchedule):
     ) -> None:
         super().__init__(target)
         for name, value in (("warmup_epochs", warmup_epochs), ("end_epoch", end_epoch)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-        if end_epoch <= warmup_epochs:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+            if not (_finite(value) and value >= 0):
+                raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+        self.warmup_epochs = float(warmup_epochs)
+        self.end_epoch = float(end_epoch)
+        if self.end_epoch <= self.warmup_epochs:
             raise ValueError(
                 f"end_epoch ({end_epoch}) must be greater than warmup_epochs ({warmup_epochs})"
             )
-        self.warmup_epochs = float(warmup_epochs)
-        self.end_epoch = float(end_epoch)
 
     def _ramp(self, epoch: float) -> float:
         """Position in the ramp: 0 before ``warmup_epochs``, 1 from ``end_epoch`` on."""

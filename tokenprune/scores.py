@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ._validation import check_floating, check_tensor
+from ._validation import check_floating, check_same_device, check_tensor
 from .attention.layout import AttentionLogits
 
 __all__ = ["ScoreRule", "cls_score", "mean_score", "softmax_pool_score", "token_scores"]
@@ -38,6 +38,7 @@ def _query_row_mask(query_mask: Tensor | None, attention: Tensor) -> Tensor | No
     if query_mask is None:
         return None
     query_mask = check_tensor("query_mask", query_mask)
+    check_same_device(attention=attention, query_mask=query_mask)
     if query_mask.dtype != torch.bool:
         raise TypeError(f"query_mask must be a bool tensor, got {query_mask.dtype}")
     rows = attention.shape[-2]
@@ -57,6 +58,15 @@ def _query_row_mask(query_mask: Tensor | None, attention: Tensor) -> Tensor | No
     return query_mask[..., None, :, None]
 
 
+def _check_heads(probs: Tensor) -> None:
+    """A mean over no head would be NaN."""
+    if probs.shape[-3] == 0:
+        raise ValueError(
+            f"probs must have at least one head (H >= 1) in [..., H, J, N], got shape "
+            f"{tuple(probs.shape)}"
+        )
+
+
 def softmax_pool_score(logits: Tensor, query_mask: Tensor | None = None) -> Tensor:
     """GTPT's softmax pooling of pre-softmax logits.
 
@@ -73,6 +83,11 @@ def softmax_pool_score(logits: Tensor, query_mask: Tensor | None = None) -> Tens
 
     Returns:
         ``[..., N]`` scores; ``-inf`` for a column with no finite logit in any used row.
+
+    Raises:
+        TypeError: ``logits`` is not a floating-point tensor, ``query_mask`` not a bool tensor.
+        ValueError: ``logits`` has fewer than 3 dimensions, ``query_mask`` does not fit it or
+            lives on another device.
     """
     logits = check_floating("logits", logits)
     if logits.ndim < 3:
@@ -99,10 +114,16 @@ def mean_score(probs: Tensor, query_mask: Tensor | None = None) -> Tensor:
 
     Returns:
         ``[..., N]`` scores.
+
+    Raises:
+        TypeError: ``probs`` is not a floating-point tensor, ``query_mask`` not a bool tensor.
+        ValueError: ``probs`` has fewer than 3 dimensions or no head, ``query_mask`` does not
+            fit it or lives on another device.
     """
     probs = check_floating("probs", probs)
     if probs.ndim < 3:
         raise ValueError(f"probs must have shape [..., H, J, N], got {tuple(probs.shape)}")
+    _check_heads(probs)
     rows = _query_row_mask(query_mask, probs)
     per_query = probs.mean(dim=-3, keepdim=True)  # [..., 1, J, N]
     if rows is not None:
@@ -118,6 +139,10 @@ def cls_score(probs: Tensor) -> Tensor:
 
     Returns:
         ``[..., N]`` scores.
+
+    Raises:
+        TypeError: ``probs`` is not a floating-point tensor.
+        ValueError: ``probs`` is not ``[..., H, 1, N]`` with ``H >= 1``.
     """
     probs = check_floating("probs", probs)
     if probs.ndim < 3 or probs.shape[-2] != 1:
@@ -125,6 +150,7 @@ def cls_score(probs: Tensor) -> Tensor:
             f"probs must have shape [..., H, 1, N] (one class-token query), got "
             f"{tuple(probs.shape)}"
         )
+    _check_heads(probs)
     return probs.mean(dim=-3).squeeze(-2)
 
 

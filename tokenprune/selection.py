@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from ._validation import (
+    check_bool,
     check_bool_mask,
     check_floating,
     check_index,
@@ -32,7 +33,7 @@ def check_index_range(name: str, idx: Tensor, size: int) -> None:
     check_values((idx >= 0).all() & (idx < size).all(), message)
 
 
-def select_topk(scores: Tensor, k: int) -> Tensor:
+def select_topk(scores: Tensor, k: int, *, key_mask: Tensor | None = None) -> Tensor:
     """Positions of the ``k`` highest scores of every row, in ascending position order.
 
     Keeping positions sorted preserves the original token order. Ties are resolved toward the
@@ -42,23 +43,59 @@ def select_topk(scores: Tensor, k: int) -> Tensor:
     Args:
         scores: ``[..., N]`` floating-point scores.
         k: number of positions to keep, in ``[1, N]``.
+        key_mask: optional bool ``[..., N]``, False for padding. Padding ranks below every real
+            position, ``-inf`` scores included, so it is chosen only when a row has fewer than
+            ``k`` real positions (then in position order); its scores are ignored (may be NaN).
 
     Returns:
         ``[..., k]`` int64 positions.
+
+    Raises:
+        TypeError: ``scores`` is not a floating-point tensor, ``k`` not an int, ``key_mask``
+            not a bool tensor.
+        ValueError: ``scores`` is a scalar, ``k`` is outside ``[1, N]``, ``key_mask`` has
+            another shape or device, or a real score is NaN.
     """
     scores = check_floating("scores", scores)
     if scores.ndim == 0:
         raise ValueError("scores must have at least one dimension [..., N], got a scalar")
     num_tokens = scores.shape[-1]
     k = check_int("k", k, low=1, high=num_tokens)
-    check_values(~torch.isnan(scores).any(), NAN_SCORES)
+    if key_mask is not None:
+        check_same_device(scores=scores, key_mask=key_mask)
+        check_bool_mask("key_mask", key_mask, scores.shape)
+        check_values(~torch.isnan(scores.masked_fill(~key_mask, 0.0)).any(), NAN_SCORES)
+    else:
+        check_values(~torch.isnan(scores).any(), NAN_SCORES)
+    return _select_topk(scores, k, key_mask)
+
+
+def _descending_order(values: Tensor) -> Tensor:
+    """Positions that sort the last axis by descending value, ties to the lower position."""
     if torch.onnx.is_in_onnx_export():
         # ONNX has no stable sort, but its TopK is specified to put the lower index first
         # among equal values: the same tie rule.
-        top = torch.topk(scores, k, dim=-1, largest=True, sorted=True).indices
-    else:
-        # A stable descending sort keeps equal scores in position order: ties to the lower one.
-        top = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
+        return torch.topk(values, values.shape[-1], dim=-1, largest=True, sorted=True).indices
+    return torch.sort(values, dim=-1, descending=True, stable=True).indices
+
+
+def _select_topk(scores: Tensor, k: int, key_mask: Tensor | None) -> Tensor:
+    """:func:`select_topk` on validated arguments."""
+    if key_mask is None:
+        if torch.onnx.is_in_onnx_export():
+            top = torch.topk(scores, k, dim=-1, largest=True, sorted=True).indices
+        else:
+            # A stable descending sort keeps equal scores in position order: ties to the lower
+            # one.
+            top = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
+        return top.sort(dim=-1).values
+    # Rank by (is real, score) lexicographically: order by score (padding scores replaced by
+    # one constant, so padding stays in position order), then stably move the real positions
+    # ahead of the padding. Replacing padding scores by -inf instead would tie padding with
+    # real -inf scores and could keep padding over a real token.
+    order = _descending_order(scores.masked_fill(~key_mask, 0.0))
+    real_first = _descending_order(key_mask.gather(-1, order).to(scores.dtype))
+    top = order.gather(-1, real_first[..., :k])
     return top.sort(dim=-1).values
 
 
@@ -122,33 +159,51 @@ def pruned_token_weights(
     """Fusion weights of the pruned tokens: ``weights`` on pruned real slots, zero elsewhere.
 
     Args:
-        weights: ``[..., N]`` non-negative weights (attention probabilities).
+        weights: ``[..., N]`` finite non-negative weights (attention probabilities); entries
+            of padding slots are ignored.
         kept_idx: ``[..., k]`` positions of the kept tokens.
         key_mask: optional bool ``[..., N]``; False slots (padding) get zero weight.
 
     Returns:
         ``[..., N]``.
+
+    Raises:
+        TypeError: ``weights`` is not a floating-point tensor, ``kept_idx`` not an integer
+            tensor, ``key_mask`` not a bool tensor.
+        ValueError: shapes or devices disagree, ``kept_idx`` is out of range, or a weight of a
+            real slot is NaN, infinite or negative.
     """
     weights = check_floating("weights", weights)
     kept_idx = check_index("kept_idx", kept_idx)
     check_same_device(weights=weights, kept_idx=kept_idx, key_mask=key_mask)
-    if weights.ndim == 0 or kept_idx.shape[:-1] != weights.shape[:-1]:
+    if (
+        weights.ndim == 0
+        or kept_idx.ndim != weights.ndim
+        or kept_idx.shape[:-1] != weights.shape[:-1]
+    ):
         raise ValueError(
             f"kept_idx must have leading shape {tuple(weights.shape[:-1])} (that of weights), "
             f"got {tuple(kept_idx.shape)}"
         )
-    check_values(
-        ~(weights < 0).any(),
-        "weights must be non-negative to fuse tokens (use attention probabilities, e.g. the "
-        "'mean' or 'cls' score rules)",
-    )
+    if key_mask is not None:
+        check_bool_mask("key_mask", key_mask, weights.shape)
+    real = weights if key_mask is None else weights.masked_fill(~key_mask, 0.0)
+    if real.numel():
+        check_values(
+            torch.isfinite(real).all(),
+            "weights must be finite (no NaN or inf) on real slots to fuse tokens",
+        )
+        check_values(
+            ~(real < 0).any(),
+            "weights must be non-negative to fuse tokens (use attention probabilities, e.g. "
+            "the 'mean' or 'cls' score rules)",
+        )
     check_index_range("kept_idx", kept_idx, weights.shape[-1])
     kept_idx = kept_idx.to(torch.int64)
     # a tensor source (not a Python bool) keeps this traceable by torch.jit.trace
     not_pruned = torch.zeros_like(kept_idx, dtype=torch.bool)
     pruned = torch.ones_like(weights, dtype=torch.bool).scatter(-1, kept_idx, not_pruned)
     if key_mask is not None:
-        check_bool_mask("key_mask", key_mask, weights.shape)
         pruned = pruned & key_mask
     return torch.where(pruned, weights, torch.zeros_like(weights))
 
@@ -174,12 +229,20 @@ def fuse_pruned_tokens(
 
     Returns:
         ``[..., 1, D]``. All zeros where no token was pruned or all pruned weights are zero.
+
+    Raises:
+        TypeError: ``x`` or ``weights`` is not a floating-point tensor, ``kept_idx`` not an
+            integer tensor, ``key_mask`` not a bool tensor, ``normalize`` not a bool.
+        ValueError: shapes or devices disagree, ``kept_idx`` is out of range, or a weight of a
+            real slot is NaN, infinite or negative.
     """
     x = check_floating("x", x)
+    weights = check_floating("weights", weights)
+    normalize = check_bool("normalize", normalize)
     if x.ndim < 2 or tuple(weights.shape) != tuple(x.shape[:-1]):
         raise ValueError(
             f"weights must have shape x.shape[:-1] = {tuple(x.shape[:-1])}, got "
-            f"{tuple(getattr(weights, 'shape', ()))}"
+            f"{tuple(weights.shape)}"
         )
     check_same_device(x=x, weights=weights)
     fused_weights = pruned_token_weights(weights, kept_idx, key_mask)

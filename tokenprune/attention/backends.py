@@ -67,11 +67,31 @@ def register_backend(
         supports: ``supports(q, dropout_p) -> None | reason``.
         priority: higher is tried first by ``"auto"``.
         auto_devices: device types on which ``"auto"`` may choose this backend (None: all).
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: ``op`` is unknown, ``name`` is empty or ``"auto"``.
     """
-    if op not in OPS:
-        raise ValueError(f"op must be one of {OPS}, got {op!r}")
+    op = _check_op(op)
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if not name:
+        raise ValueError("name must be a non-empty str")
     if name == "auto":
         raise ValueError("'auto' is reserved for automatic backend selection")
+    if not callable(load):
+        raise TypeError(f"load must be callable, got {type(load).__name__}")
+    if not callable(supports):
+        raise TypeError(f"supports must be callable, got {type(supports).__name__}")
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority must be an int, got {type(priority).__name__}")
+    if auto_devices is not None and (
+        not isinstance(auto_devices, tuple)
+        or not all(isinstance(device, str) for device in auto_devices)
+    ):
+        raise TypeError(
+            f"auto_devices must be None or a tuple of device-type strs, got {auto_devices!r}"
+        )
     _REGISTRY[(op, name)] = AttentionBackend(op, name, load, supports, priority, auto_devices)
     _LOADED.pop((op, name), None)
 
@@ -90,13 +110,31 @@ def load_backend(op: str, name: str) -> Callable:
     return impl
 
 
+def _check_op(op: object) -> str:
+    if not isinstance(op, str):
+        raise TypeError(f"op must be a str, one of {OPS}, got {type(op).__name__}")
+    if op not in OPS:
+        raise ValueError(f"op must be one of {OPS}, got {op!r}")
+    return op
+
+
 def available_backends(op: str = "group_attention") -> tuple[str, ...]:
-    """Names accepted by ``backend=`` for ``op``: ``"auto"`` and every registered backend."""
+    """Names accepted by ``backend=`` for ``op``: ``"auto"`` and every registered backend.
+
+    Args:
+        op: ``"group_attention"`` or ``"gathered_attention"``.
+
+    Raises:
+        TypeError: ``op`` is not a str.
+        ValueError: ``op`` is not one of the ops (a device name such as ``"cuda"`` is not one).
+    """
+    op = _check_op(op)
     return ("auto", *sorted(name for o, name in _REGISTRY if o == op))
 
 
 def check_backend_name(name: object, op: str = "group_attention") -> str:
     """Require a known backend name for ``op``."""
+    op = _check_op(op)
     if not isinstance(name, str):
         raise TypeError(f"backend must be a str, got {type(name).__name__}")
     if name != "auto" and (op, name) not in _REGISTRY:

@@ -7,10 +7,12 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .._validation import (
+    check_bool,
     check_bool_mask,
     check_float,
     check_floating,
     check_int,
+    check_matches_parameters,
     check_same_device,
 )
 from .backends import check_backend_name, load_backend
@@ -44,6 +46,12 @@ class MultiHeadGroupAttention(nn.Module):
         attn_drop: dropout on the attention probabilities (training only).
         proj_drop: dropout after the output projection.
         backend: group-attention backend, see :func:`tokenprune.attention.available_backends`.
+
+    Raises:
+        TypeError: an argument has the wrong type (``qkv_bias`` not a bool, ...).
+        ValueError: ``dim`` or ``num_heads`` is below 1, ``dim`` not divisible by
+            ``num_heads``, ``scale`` not positive and finite, a dropout rate outside
+            ``[0, 1)``, or ``backend`` unknown.
     """
 
     def __init__(
@@ -59,6 +67,7 @@ class MultiHeadGroupAttention(nn.Module):
         super().__init__()
         check_int("dim", dim, low=1)
         check_int("num_heads", num_heads, low=1)
+        check_bool("qkv_bias", qkv_bias)
         if dim % num_heads != 0:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.dim = dim
@@ -103,12 +112,7 @@ class MultiHeadGroupAttention(nn.Module):
         x = check_floating("x", x, ndim=(3, 4))
         if x.shape[-1] != self.dim:
             raise ValueError(f"x must have last dimension {self.dim}, got {tuple(x.shape)}")
-        weight = self.qkv.weight
-        if x.dtype != weight.dtype or x.device != weight.device:
-            raise ValueError(
-                f"x ({x.dtype} on {x.device}) must match the module's parameters "
-                f"({weight.dtype} on {weight.device})"
-            )
+        check_matches_parameters("x", x, self.qkv.weight)
         check_same_device(x=x, key_mask=key_mask)
         ungrouped = x.ndim == 3
         if ungrouped:

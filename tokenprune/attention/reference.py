@@ -13,7 +13,31 @@ from torch import Tensor
 
 from .layout import group_key_mask, group_keys
 
-__all__ = ["gathered_attention_torch", "group_attention_torch", "scoring_dtype"]
+__all__ = ["gathered_attention_torch", "group_attention_torch", "scoring_dtype", "sdpa"]
+
+
+def sdpa(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> Tensor:
+    """:func:`torch.nn.functional.scaled_dot_product_attention` that never hides a NaN.
+
+    PyTorch's CPU flash kernel returns 0, not NaN, for a query row whose logits are all NaN (a
+    non-finite query, or keys that are all non-finite), which would turn bad data into a
+    plausible output. Here such rows, and every row when any key is non-finite, are NaN, as
+    the math kernel computes them. Keys hidden by ``attn_mask`` must be finite (zero them).
+    """
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale
+    )
+    bad = ~torch.isfinite(q).all(dim=-1, keepdim=True)  # [..., Nq, 1]
+    bad = bad | ~torch.isfinite(k).flatten(-2).all(dim=-1)[..., None, None]
+    return out.masked_fill(bad, float("nan"))
 
 
 def scoring_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -51,12 +75,16 @@ def group_attention_torch(
 
     attn_mask = None
     if valid is not None:
+        # A masked key gets weight 0, but 0 * NaN is NaN: zero the masked keys and values so
+        # that whatever a padding slot holds (NaN, inf) never reaches a real output.
+        hidden = ~valid[:, :, None, :, None]
+        keys, values = keys.masked_fill(hidden, 0.0), values.masked_fill(hidden, 0.0)
         # A group without any real key would give an all-False mask row, which some SDPA
         # kernels turn into NaN (in the backward too); let it attend to everything and zero
         # its output below instead.
         has_key = valid.any(dim=-1, keepdim=True)
         attn_mask = (valid | ~has_key).flatten(0, 1)[:, None, None, :]  # [B*G, 1, 1, Nk]
-    out = F.scaled_dot_product_attention(
+    out = sdpa(
         q.flatten(0, 1),
         keys.flatten(0, 1),
         values.flatten(0, 1),
@@ -106,14 +134,17 @@ def gathered_attention_torch(
         expanded = buffer.unsqueeze(1).expand(batch, groups, *buffer.shape[1:])
         return torch.gather(expanded, 3, gather_index)
 
+    keys, values = select(k), select(v)
     attn_mask = None
     if key_mask is not None:
-        has_key = key_mask.any(dim=-1, keepdim=True)  # see group_attention_torch
+        hidden = ~key_mask[:, :, None, :, None]  # see group_attention_torch
+        keys, values = keys.masked_fill(hidden, 0.0), values.masked_fill(hidden, 0.0)
+        has_key = key_mask.any(dim=-1, keepdim=True)
         attn_mask = (key_mask | ~has_key).flatten(0, 1)[:, None, None, :]
-    out = F.scaled_dot_product_attention(
+    out = sdpa(
         q.flatten(0, 1),
-        select(k).flatten(0, 1),
-        select(v).flatten(0, 1),
+        keys.flatten(0, 1),
+        values.flatten(0, 1),
         attn_mask=attn_mask,
         scale=scale,
     ).unflatten(0, (batch, groups))

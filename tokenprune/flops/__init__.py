@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
+from torch import Tensor, nn
 
 from .formulas import flop_counter_mapping, register_mac_formula, sdpa_macs
 from .paper import paper_macs
@@ -78,6 +78,19 @@ class FlopReport:
         return "\n".join(lines)
 
 
+def _check_input(name: str, value: object) -> None:
+    """Require a tensor, or a (nested) tuple or list of tensors."""
+    if isinstance(value, (tuple, list)):
+        for index, item in enumerate(value):
+            _check_input(f"{name}[{index}]", item)
+        return
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor (or a tuple of them), got {type(value).__name__}; "
+            "wrap a model taking other arguments in a small nn.Module"
+        )
+
+
 def count_flops(model: nn.Module, *inputs) -> FlopReport:
     """Count parameters and multiply-adds of ``model(*inputs)`` under both conventions.
 
@@ -92,9 +105,15 @@ def count_flops(model: nn.Module, *inputs) -> FlopReport:
 
     Returns:
         :class:`FlopReport`.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module`` or an input is not a tensor (or a tuple
+            or list of them). Errors of the model's own checks propagate.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    for index, value in enumerate(inputs):
+        _check_input(f"inputs[{index}]", value)
     paper = paper_macs(model, inputs)
     traced = traced_macs(model, inputs)
     return FlopReport(
