@@ -22,12 +22,16 @@ def small_official_model():
     return model, {k: torch.from_numpy(v) for k, v in io.items()}
 
 
-def test_official_clustering_is_reproduced_exactly():
+def test_official_clustering_is_reproduced_to_the_last_bit():
     _, io = small_official_model()
     features = io["dbg_tpc_input"]
     peaks = density_peaks(features, k=2, tie_break="none")
-    assert torch.equal(peaks.density, io["dbg_tpc_density"])
-    assert torch.equal(peaks.score, io["dbg_tpc_score"])
+    # float32 exp and distances may differ by one unit in the last place between CPUs (vector
+    # widths): the densities (< 1) agree to one unit, the scores (density x distance) to two,
+    # and the kept frames exactly
+    eps = torch.finfo(torch.float32).eps
+    torch.testing.assert_close(peaks.density, io["dbg_tpc_density"], rtol=0, atol=eps / 2)
+    torch.testing.assert_close(peaks.score, io["dbg_tpc_score"], rtol=eps, atol=0)
     kept = TokenPruningCluster(9, tie_break="none").select(features)
     assert torch.equal(kept, io["kept_frames"])
 
