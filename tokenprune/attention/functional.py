@@ -46,7 +46,8 @@ def group_attention(
         num_shared: ``S`` in ``[0, N]``.
         key_mask: optional ``[B, G, N]`` bool, True for real tokens. A False slot is never
             attended to as a key by any group; its own query row is still computed. A group
-            with no real key outputs zeros.
+            with no real key outputs zeros, its scoring rows have lse ``-inf`` and
+            probabilities 0, and no gradient flows back through it (on every backend).
         scale: logit scale; defaults to ``D ** -0.5``.
         dropout_p: dropout on the attention probabilities (pass 0 at inference).
         score_queries: ``J`` in ``[0, N]``. When positive, also return the pre-softmax logits
@@ -58,27 +59,15 @@ def group_attention(
         ``out`` of shape ``[B, G, H, N, D]``, or ``(out, AttentionLogits)`` when
         ``score_queries > 0``.
     """
-    q = check_floating("q", q, ndim=5)
-    k = check_floating("k", k, ndim=5)
-    v = check_floating("v", v, ndim=5)
-    if not (q.shape == k.shape == v.shape):
-        raise ValueError(
-            "q, k and v must have the same shape [B, G, H, N, D], got "
-            f"{tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}"
-        )
-    check_same_dtype(q=q, k=k, v=v)
-    check_same_device(q=q, k=k, v=v, key_mask=key_mask)
-    batch, groups, _, tokens, head_dim = static_shape(q)
-    num_shared = check_int("num_shared", num_shared, low=0, high=tokens)
-    score_queries = check_int("score_queries", score_queries, low=0, high=tokens)
-    if key_mask is not None:
-        check_bool_mask("key_mask", key_mask, (batch, groups, tokens))
+    num_shared, score_queries = check_group_attention_args(
+        q, k, v, key_mask, num_shared, score_queries
+    )
+    _, groups, _, _, head_dim = static_shape(q)
     scale = _resolve_scale(scale, head_dim)
     if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)):
         raise TypeError(f"dropout_p must be a float, got {type(dropout_p).__name__}")
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
-    check_same_device(key_mask=key_mask)
 
     impl = resolve_backend("group_attention", backend, q, float(dropout_p))
     out, logits, lse = impl(q, k, v, num_shared, key_mask, scale, float(dropout_p), score_queries)
@@ -89,15 +78,7 @@ def group_attention(
 
 
 def _resolve_scale(scale: float | None, head_dim: int) -> float:
-    if scale is None:
-        return head_dim**-0.5
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
-    # comparisons rather than math.isfinite: under torch.compile(dynamic=True) the scale of a
-    # module may arrive as a symbolic float
-    if not 0.0 < scale < math.inf:
-        raise ValueError(f"scale must be a positive finite float, got {scale}")
-    return scale
+    return head_dim**-0.5 if scale is None else check_scale(scale)
 
 
 def gathered_attention(
@@ -121,13 +102,66 @@ def gathered_attention(
         k, v: ``[B, H, T, D]`` keys and values of the buffer (one dtype and device with ``q``).
         index: ``[B, G, Nk]`` integer positions in ``[0, T)``.
         key_mask: optional ``[B, G, Nk]`` bool, False for padding entries of ``index``. A group
-            without any real key outputs zeros.
+            without any real key outputs zeros, and no gradient flows back through it.
         scale: logit scale; defaults to ``D ** -0.5``.
         backend: ``"auto"``, ``"torch"`` or ``"triton"``.
 
     Returns:
         ``[B, G, H, Nq, D]``.
     """
+    check_gathered_attention_args(q, k, v, index, key_mask)
+    scale = _resolve_scale(scale, static_shape(q)[-1])
+    impl = resolve_backend("gathered_attention", backend, q)
+    # a value check (a device round trip or an asynchronous assertion): run it once, here
+    # unless the backend's op does it itself (the Triton op does, as it must when called
+    # directly)
+    if not getattr(impl, "checks_index_range", False):
+        check_index_range("index", index, k.shape[2])
+    return impl(q, k, v, index.to(torch.int64), key_mask, scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks, shared with the ``tokenprune::*`` custom ops (tokenprune/kernels/ops.py),
+# which run them too when called directly; the argument names are the ops' as well.
+
+
+def check_group_attention_args(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    key_mask: Tensor | None,
+    num_shared: int,
+    score_queries: int,
+) -> tuple[int, int]:
+    """Check the tensors and counts of group attention; returns ``(num_shared, score_queries)``.
+
+    Static checks only (types, dtypes, ranks, shapes, devices, int ranges): cheap, and valid
+    while tracing.
+    """
+    q = check_floating("q", q, ndim=5)
+    k = check_floating("k", k, ndim=5)
+    v = check_floating("v", v, ndim=5)
+    if not (q.shape == k.shape == v.shape):
+        raise ValueError(
+            "q, k and v must have the same shape [B, G, H, N, D], got "
+            f"{tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}"
+        )
+    check_same_dtype(q=q, k=k, v=v)
+    check_same_device(q=q, k=k, v=v, key_mask=key_mask)
+    batch, groups, _, tokens, _ = static_shape(q)
+    num_shared = check_int("num_shared", num_shared, low=0, high=tokens)
+    score_queries = check_int("score_queries", score_queries, low=0, high=tokens)
+    if key_mask is not None:
+        check_bool_mask("key_mask", key_mask, (batch, groups, tokens))
+    return num_shared, score_queries
+
+
+def check_gathered_attention_args(
+    q: Tensor, k: Tensor, v: Tensor, index: Tensor, key_mask: Tensor | None
+) -> None:
+    """Check the tensors of gathered attention (static checks only, as
+    :func:`check_group_attention_args`; the range of ``index`` is a value check, see
+    :func:`tokenprune.selection.check_index_range`)."""
     q = check_floating("q", q, ndim=5)
     k = check_floating("k", k, ndim=4)
     v = check_floating("v", v, ndim=4)
@@ -144,9 +178,16 @@ def gathered_attention(
         raise ValueError(
             f"index must have shape [B={batch}, G={groups}, Nk], got {tuple(index.shape)}"
         )
-    check_index_range("index", index, k.shape[2])
     if key_mask is not None:
         check_bool_mask("key_mask", key_mask, tuple(index.shape))
-    scale = _resolve_scale(scale, head_dim)
-    impl = resolve_backend("gathered_attention", backend, q)
-    return impl(q, k, v, index.to(torch.int64), key_mask, scale)
+
+
+def check_scale(scale: float) -> float:
+    """Require a positive finite logit scale."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
+    # comparisons rather than math.isfinite: under torch.compile(dynamic=True) the scale of a
+    # module may arrive as a symbolic float
+    if not 0.0 < scale < math.inf:
+        raise ValueError(f"scale must be a positive finite float, got {scale}")
+    return scale

@@ -115,11 +115,14 @@ class AttentionLogits(NamedTuple):
     def probs(self) -> Tensor:
         """Post-softmax probabilities of the scoring rows, ``exp(logits - lse)``.
 
-        Rows without any real key are all zero (as their attention output is).
+        Rows without any real key (``lse == -inf``) are all zero, as their attention output is,
+        and pass no gradient back (``exp(-inf - -inf)`` would be NaN, in the backward too). NaN
+        in the logits or the lse stays NaN.
         """
         lse = self.lse.unsqueeze(-1)
-        probs = torch.exp(self.logits - lse)
-        return torch.where(torch.isfinite(lse), probs, torch.zeros_like(probs))
+        empty = lse == float("-inf")
+        probs = torch.exp(self.logits - lse.masked_fill(empty, 0.0))
+        return probs.masked_fill(empty, 0.0)
 
     def private_logits(self) -> Tensor:
         """Logits against each group's private tokens: ``[..., H, J, N - S]``."""

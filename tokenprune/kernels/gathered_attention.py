@@ -269,8 +269,11 @@ def gathered_attention_backward(
     lse: Tensor,
     scale: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Launch the backward kernels; returns ``(dq, dk, dv)`` shaped like ``q, k, v``."""
+    """Launch the backward kernels; returns ``(dq, dk, dv)`` shaped like ``q, k, v``. Rows
+    without a visible key pass no gradient back."""
     check_launchable(q, k, v, grad_out)
+    # see group_attention_backward: a row without keys passes no gradient back, NaN included
+    grad_out = grad_out.masked_fill((lse == float("-inf"))[..., None], 0.0)
     grad_out = grad_out.to(q.dtype)  # tl.dot needs operands of one dtype
     batch, groups, heads, num_queries, head_dim = q.shape
     num_keys = index.shape[-1]

@@ -369,17 +369,23 @@ def group_attention_backward(
     """Launch the backward kernels; returns ``(dq, dk, dv)`` shaped like ``q, k, v``.
 
     ``grad_lse`` (the gradient of the returned log-sum-exp) enters through ``delta``: the
-    derivative of a row's log-sum-exp with respect to its logits is its probabilities.
+    derivative of a row's log-sum-exp with respect to its logits is its probabilities. Rows
+    without a visible key pass no gradient back.
     """
     check_launchable(q, k, v, grad_out)
-    grad_out = grad_out.to(q.dtype)  # tl.dot needs operands of one dtype
     batch, groups, heads, tokens, head_dim = q.shape
     dq, dk, dv = (empty_like_heads_last(t) for t in (q, k, v))
     if q.numel() == 0:
         return dq, dk, dv
+    # A row without any visible key (lse -inf) has the constant output 0 and the constant lse
+    # -inf: no gradient flows back through it, whatever arrives (NaN included, such as the
+    # gradient of exp(logits - lse) there), as in the PyTorch backend.
+    empty = lse == float("-inf")
+    grad_out = grad_out.masked_fill(empty[..., None], 0.0)
+    grad_out = grad_out.to(q.dtype)  # tl.dot needs operands of one dtype
     delta = (grad_out.float() * out.float()).sum(dim=-1)
     if grad_lse is not None:
-        delta = delta - grad_lse
+        delta = delta - grad_lse.masked_fill(empty, 0.0)
     delta = delta.contiguous()
     lse = lse.contiguous()
     flags, mask_strides = mask_argument(key_mask, q)

@@ -14,6 +14,13 @@ Ops (namespace ``tokenprune``):
 * ``gathered_attention(q, k, v, index, key_mask, scale) -> (out, lse)``
 * ``gathered_attention_backward(grad_out, q, k, v, index, key_mask, out, lse, scale)
   -> (dq, dk, dv)``
+
+Every op checks its arguments before launching a kernel, also when called directly (the kernels
+address memory through the shapes, strides and indices they are given): the checks of the
+public functions (:mod:`tokenprune.attention.functional`, same argument names) for types,
+dtypes, ranks, shapes, devices and counts raise ``TypeError``/``ValueError``; the range of a
+gather ``index`` is a value check (:func:`tokenprune._validation.check_values`: immediate on the
+CPU, an asynchronous device assertion on a GPU, skipped while tracing).
 """
 
 # No ``from __future__ import annotations``: torch.library reads the annotations at runtime.
@@ -24,8 +31,15 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
+from .._validation import check_floating, check_same_device
+from ..attention.functional import (
+    check_gathered_attention_args,
+    check_group_attention_args,
+    check_scale,
+)
 from ..attention.layout import group_keys, ungroup_key_grads
 from ..flops.formulas import register_mac_formula
+from ..selection import check_index_range
 from .gathered_attention import gathered_attention_backward, gathered_attention_forward
 from .group_attention import (
     empty_like_heads_last,
@@ -36,6 +50,36 @@ from .group_attention import (
 __all__ = ["gathered_attention_triton", "group_attention_triton"]
 
 _DEVICES = ("cpu", "cuda")
+
+
+def _check_backward_tensors(
+    q: Tensor, grad_out: Tensor, out: Tensor, lse: Tensor, grad_lse: Tensor | None = None
+) -> None:
+    """``grad_out`` and ``out`` shaped like ``q``; ``lse`` (float32) and ``grad_lse`` shaped like
+    ``q`` without its last axis; all on ``q``'s device."""
+    check_same_device(q=q, grad_out=grad_out, out=out, lse=lse, grad_lse=grad_lse)
+    rows = tuple(q.shape[:-1])
+    for name, tensor, shape in (
+        ("grad_out", grad_out, tuple(q.shape)),
+        ("out", out, tuple(q.shape)),
+        ("lse", lse, rows),
+        ("grad_lse", grad_lse, rows),
+    ):
+        if tensor is None:
+            continue
+        check_floating(name, tensor)
+        if tuple(tensor.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
+    if lse.dtype != torch.float32:
+        raise TypeError(f"lse must be float32 (as the forward op returns it), got {lse.dtype}")
+
+
+def _checking_fake_call() -> bool:
+    """Whether a fake (meta) implementation checks its arguments: yes when called eagerly (a
+    meta tensor among the arguments dispatches there, and the real implementation never runs),
+    not while compiling, where counts may be symbolic; there the public functions have checked
+    their arguments while tracing, and the real implementation checks them at run time."""
+    return not torch.compiler.is_compiling()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,11 +96,16 @@ def _group_attention(
     scale: float,
     score_queries: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
+    check_group_attention_args(q, k, v, key_mask, num_shared, score_queries)
+    check_scale(scale)
     return group_attention_forward(q, k, v, key_mask, num_shared, scale, score_queries)
 
 
 @_group_attention.register_fake
 def _(q, k, v, key_mask, num_shared, scale, score_queries):
+    if _checking_fake_call():
+        check_group_attention_args(q, k, v, key_mask, num_shared, score_queries)
+        check_scale(scale)
     batch, groups, heads, tokens, _ = q.shape
     num_keys = groups * num_shared + tokens - num_shared
     lse = q.new_empty((batch, groups, heads, tokens), dtype=torch.float32)
@@ -79,6 +128,9 @@ def _group_attention_backward(
     scale: float,
     grad_lse: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor]:
+    check_group_attention_args(q, k, v, key_mask, num_shared, 0)
+    check_scale(scale)
+    _check_backward_tensors(q, grad_out, out, lse, grad_lse)
     return group_attention_backward(
         grad_out, q, k, v, out, lse, key_mask, num_shared, scale, grad_lse
     )
@@ -86,6 +138,10 @@ def _group_attention_backward(
 
 @_group_attention_backward.register_fake
 def _(grad_out, q, k, v, out, lse, key_mask, num_shared, scale, grad_lse):
+    if _checking_fake_call():
+        check_group_attention_args(q, k, v, key_mask, num_shared, 0)
+        check_scale(scale)
+        _check_backward_tensors(q, grad_out, out, lse, grad_lse)
     return tuple(empty_like_heads_last(t) for t in (q, k, v))
 
 
@@ -185,11 +241,17 @@ def group_attention_triton(
 def _gathered_attention(
     q: Tensor, k: Tensor, v: Tensor, index: Tensor, key_mask: Tensor | None, scale: float
 ) -> tuple[Tensor, Tensor]:
+    check_gathered_attention_args(q, k, v, index, key_mask)
+    check_scale(scale)
+    check_index_range("index", index, k.shape[2])
     return gathered_attention_forward(q, k, v, index, key_mask, scale)
 
 
 @_gathered_attention.register_fake
 def _(q, k, v, index, key_mask, scale):
+    if _checking_fake_call():
+        check_gathered_attention_args(q, k, v, index, key_mask)
+        check_scale(scale)
     return empty_like_heads_last(q), q.new_empty(q.shape[:-1], dtype=torch.float32)
 
 
@@ -207,11 +269,19 @@ def _gathered_attention_backward(
     lse: Tensor,
     scale: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
+    check_gathered_attention_args(q, k, v, index, key_mask)
+    check_scale(scale)
+    _check_backward_tensors(q, grad_out, out, lse)
+    check_index_range("index", index, k.shape[2])
     return gathered_attention_backward(grad_out, q, k, v, index, key_mask, out, lse, scale)
 
 
 @_gathered_attention_backward.register_fake
 def _(grad_out, q, k, v, index, key_mask, out, lse, scale):
+    if _checking_fake_call():
+        check_gathered_attention_args(q, k, v, index, key_mask)
+        check_scale(scale)
+        _check_backward_tensors(q, grad_out, out, lse)
     return empty_like_heads_last(q), torch.empty_like(k), torch.empty_like(v)
 
 
@@ -263,3 +333,7 @@ def gathered_attention_triton(
     """The ``"triton"`` gathered-attention backend (signature of the PyTorch reference)."""
     out, _ = torch.ops.tokenprune.gathered_attention(q, k, v, index, key_mask, scale)
     return out
+
+
+#: The op checks the range of ``index`` itself, so :func:`tokenprune.gathered_attention` need not.
+gathered_attention_triton.checks_index_range = True
