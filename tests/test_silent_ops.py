@@ -490,16 +490,28 @@ def _spoil_gathered(args, category):
         "index_float": (dict(index=index.float()), TypeError),
         "key_mask_int64": (dict(key_mask=mask.long()), TypeError),
         "short_mask": (dict(key_mask=mask[..., :-1]), ValueError),
-        "heads": (dict(k=torch.cat([k] * 2, dim=1), v=torch.cat([args["v"]] * 2, dim=1)),
-                  ValueError),
+        "heads": (
+            dict(k=torch.cat([k] * 2, dim=1), v=torch.cat([args["v"]] * 2, dim=1)),
+            ValueError,
+        ),
         "short_v": (dict(v=args["v"][:, :, :-1]), ValueError),
         "scale": (dict(scale=-0.5), ValueError),
     }[category]
     return {**args, **spoiled[0]}, spoiled[1]
 
 
-GROUP_SPOILS = ("key_mask_int64", "key_mask_float", "num_shared_high", "num_shared_negative",
-                "score_queries_high", "short_k", "short_v", "short_mask", "heads", "scale")
+GROUP_SPOILS = (
+    "key_mask_int64",
+    "key_mask_float",
+    "num_shared_high",
+    "num_shared_negative",
+    "score_queries_high",
+    "short_k",
+    "short_v",
+    "short_mask",
+    "heads",
+    "scale",
+)
 GATHERED_SPOILS = ("index_high", "index_negative", "index_float", "key_mask_int64",
                    "short_mask", "heads", "short_v", "scale")  # fmt: skip
 
@@ -530,3 +542,59 @@ def test_direct_gathered_attention_op_refuses_invalid_input(args, category):
     with pytest.raises(error):
         gathered_attention(bad["q"], bad["k"], bad["v"], bad["index"], key_mask=bad["key_mask"],
                            scale=bad["scale"], backend="triton")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# Whatever a masked key slot holds (NaN, inf) changes nothing, on both backends
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("poison", [math.nan, math.inf])
+def test_masked_key_slots_holding_nan_change_nothing(poison):
+    shape = (2, 3, 2, 7, 16)
+    q, k, v = (_randn(*shape, seed=i) for i in range(3))
+    key_mask = torch.rand(2, 3, 7, generator=torch.Generator().manual_seed(4)) > 0.4
+    key_mask[..., 0] = True  # every group keeps one real key
+    key_mask = key_mask.to(DEVICE)
+    # a poisoned slot is masked for its own group; with num_shared=2 a shared slot is masked
+    # for every group alike, so slots 0-1 must be real wherever they are shared
+    poisoned = ~key_mask[:, :, None, :, None].expand(shape)
+    k_bad, v_bad = k.masked_fill(poisoned, poison), v.masked_fill(poisoned, poison)
+    out_weights = _randn(*shape, seed=5)
+    results = {}
+    for backend in ("torch", "triton"):
+        for name, (kk, vv) in {"clean": (k, v), "poisoned": (k_bad, v_bad)}.items():
+            leaves = _leaves(q, kk, vv)
+            out = group_attention(*leaves, num_shared=2, key_mask=key_mask, backend=backend)
+            grads = _grads((out * out_weights).sum(), leaves)
+            assert torch.isfinite(out).all(), f"{backend}/{name}: output not finite"
+            for g_name, grad in zip("qkv", grads, strict=True):
+                assert torch.isfinite(grad).all(), f"{backend}/{name}: d{g_name} not finite"
+            results[backend, name] = (out, *grads)
+    for key, result in results.items():
+        for got, want in zip(result, results["torch", "clean"], strict=True):
+            torch.testing.assert_close(got, want, **TOL, msg=lambda m, key=key: f"{key}: {m}")
+
+
+def test_masked_gathered_entries_pointing_at_nan_rows_change_nothing():
+    q = _randn(1, 3, 2, 5, 16, seed=1)
+    k, v = _randn(1, 2, 6, 16, seed=2), _randn(1, 2, 6, 16, seed=3)
+    index = torch.tensor([[[0, 5, 5, 2], [1, 1, 3, 0], [4, 2, 0, 1]]], device=DEVICE)
+    key_mask = torch.tensor([[[1, 0, 0, 1], [1, 1, 1, 1], [0, 1, 1, 1]]], device=DEVICE).bool()
+    # buffer row 5 is referenced only by masked entries (group 0, entries 1 and 2)
+    k_bad, v_bad = k.clone(), v.clone()
+    k_bad[:, :, 5], v_bad[:, :, 5] = math.nan, math.nan
+    out_weights = _randn(1, 3, 2, 5, 16, seed=4)
+    results = {}
+    for backend in ("torch", "triton"):
+        for name, (kk, vv) in {"clean": (k, v), "poisoned": (k_bad, v_bad)}.items():
+            leaves = _leaves(q, kk, vv)
+            out = gathered_attention(*leaves, index, key_mask=key_mask, backend=backend)
+            grads = _grads((out * out_weights).sum(), leaves)
+            assert torch.isfinite(out).all(), f"{backend}/{name}: output not finite"
+            for g_name, grad in zip("qkv", grads, strict=True):
+                assert torch.isfinite(grad).all(), f"{backend}/{name}: d{g_name} not finite"
+            results[backend, name] = (out, *grads)
+    for key, result in results.items():
+        for got, want in zip(result, results["torch", "clean"], strict=True):
+            torch.testing.assert_close(got, want, **TOL, msg=lambda m, key=key: f"{key}: {m}")

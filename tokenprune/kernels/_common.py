@@ -103,7 +103,6 @@ def online_softmax_step(
     l_i,
     k_ptrs_t,
     v_ptrs,
-    key_ok,
     visible,
     d_ok,
     qk_scale,
@@ -112,11 +111,12 @@ def online_softmax_step(
     """Attend one query tile to one key tile and fold the result into the running softmax.
 
     Args (tiles): ``q [M, Dp]``; ``k_ptrs_t [Dp, N]`` (keys transposed); ``v_ptrs [N, Dp]``;
-    ``key_ok [N]`` keys that exist; ``visible [N]`` keys that may be attended to;
-    ``d_ok [Dp]`` real head-dim columns. Returns ``(acc, m_i, l_i, s)`` where ``s [M, N]``
+    ``visible [N]`` keys that exist and may be attended to (the others are not read, so
+    whatever a masked slot holds, NaN included, changes nothing); ``d_ok [Dp]`` real head-dim
+    columns. Returns ``(acc, m_i, l_i, s)`` where ``s [M, N]``
     are the unscaled logits ``q k^T`` with invisible keys at ``-inf``.
     """
-    k_t = tl.load(k_ptrs_t, mask=d_ok[:, None] & key_ok[None, :], other=0.0)
+    k_t = tl.load(k_ptrs_t, mask=d_ok[:, None] & visible[None, :], other=0.0)
     s = tl.dot(q, k_t, input_precision=PRECISION)
     s = tl.where(visible[None, :], s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
@@ -124,7 +124,7 @@ def online_softmax_step(
     p = tl.math.exp2(s * qk_scale - m_safe[:, None])
     alpha = tl.math.exp2(m_i - m_safe)
     l_i = l_i * alpha + tl.sum(p, 1)
-    v = tl.load(v_ptrs, mask=key_ok[:, None] & d_ok[None, :], other=0.0)
+    v = tl.load(v_ptrs, mask=visible[:, None] & d_ok[None, :], other=0.0)
     acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
     return acc, m_new, l_i, s
 
@@ -149,7 +149,6 @@ def dq_step(
     dq,
     k_ptrs_t,
     v_ptrs_t,
-    key_ok,
     visible,
     d_ok,
     qk_scale,
@@ -161,8 +160,8 @@ def dq_step(
     probabilities are zero); ``delta`` is ``rowsum(dO * O)`` minus the gradient of the returned
     log-sum-exp. The caller multiplies the final ``dq`` by the logit scale.
     """
-    k_t = tl.load(k_ptrs_t, mask=d_ok[:, None] & key_ok[None, :], other=0.0)
-    v_t = tl.load(v_ptrs_t, mask=d_ok[:, None] & key_ok[None, :], other=0.0)
+    k_t = tl.load(k_ptrs_t, mask=d_ok[:, None] & visible[None, :], other=0.0)
+    v_t = tl.load(v_ptrs_t, mask=d_ok[:, None] & visible[None, :], other=0.0)
     s = tl.dot(q, k_t, input_precision=PRECISION)
     p = tl.math.exp2(s * qk_scale - lse2[:, None])
     p = tl.where(visible[None, :], p, 0.0)

@@ -78,7 +78,7 @@ def _gathered_attention_fwd(
             q, acc, m_i, l_i,
             k_head + rows[None, :] * sk_t + offs_d[:, None] * sk_d,
             v_head + rows[:, None] * sv_t + offs_d[None, :] * sv_d,
-            key_ok, visible, d_ok, qk_scale, PRECISION,
+            visible, d_ok, qk_scale, PRECISION,
         )  # fmt: skip
     out, lse = finish_softmax(acc, m_i, l_i)
     tl.store(
@@ -149,7 +149,7 @@ def _gathered_attention_bwd_dq(
             q, do, lse2, delta, dq,
             k_head + rows[None, :] * sk_t + offs_d[:, None] * sk_d,
             v_head + rows[None, :] * sv_t + offs_d[:, None] * sv_d,
-            key_ok, visible, d_ok, qk_scale, PRECISION,
+            visible, d_ok, qk_scale, PRECISION,
         )  # fmt: skip
     tl.store(
         DQ + b * sdq_b + g * sdq_g + h * sdq_h + offs_m[:, None] * sdq_n + offs_d[None, :] * sdq_d,
@@ -186,20 +186,21 @@ def _gathered_attention_bwd_dkdv(
     offs_d = tl.arange(0, BLOCK_D)
     key_ok = cols < NK
     d_ok = offs_d < D
-    tile_ok = key_ok[:, None] & d_ok[None, :]
     rows = tl.load(Index + b * si_b + g * si_g + cols * si_j, mask=key_ok, other=0)
     visible = key_ok
     if HAS_MASK:
         flag = tl.load(Mask + b * sm_b + g * sm_g + cols * sm_j, mask=key_ok, other=0)
         visible = visible & (flag != 0)
+    # masked entries are not read (nor written below): whatever they hold changes nothing
+    update = visible[:, None] & d_ok[None, :]
     k = tl.load(
         K + b * sk_b + h * sk_h + rows[:, None] * sk_t + offs_d[None, :] * sk_d,
-        mask=tile_ok,
+        mask=update,
         other=0.0,
     )
     v = tl.load(
         V + b * sv_b + h * sv_h + rows[:, None] * sv_t + offs_d[None, :] * sv_d,
-        mask=tile_ok,
+        mask=update,
         other=0.0,
     )
     qk_scale = scale * 1.4426950408889634
@@ -220,7 +221,6 @@ def _gathered_attention_bwd_dkdv(
         )  # fmt: skip
     # Several groups (or one group several times) may select the same buffer row: add.
     buffer_rows = b * sdk_b + h * sdk_h + rows[:, None] * sdk_t + offs_d[None, :] * sdk_d
-    update = visible[:, None] & d_ok[None, :]
     tl.atomic_add(DK + buffer_rows, dk * scale, mask=update)
     tl.atomic_add(DV + buffer_rows, dv, mask=update)
 
@@ -233,9 +233,7 @@ def gathered_attention_forward(
     batch, groups, heads, num_queries, head_dim = q.shape
     num_keys = index.shape[-1]
     out = empty_like_heads_last(q)
-    lse = torch.empty(
-        (batch, groups, heads, num_queries), dtype=torch.float32, device=q.device
-    )
+    lse = torch.empty((batch, groups, heads, num_queries), dtype=torch.float32, device=q.device)
     if out.numel() == 0:
         lse.fill_(float("-inf"))
         return out, lse

@@ -95,7 +95,7 @@ def _group_attention_fwd(
             q, acc, m_i, l_i,
             k_head + k_rows[None, :] + offs_d[:, None] * sk_d,
             v_head + v_rows[:, None] + offs_d[None, :] * sv_d,
-            key_ok, visible, d_ok, qk_scale, PRECISION,
+            visible, d_ok, qk_scale, PRECISION,
         )  # fmt: skip
         if STORE_LOGITS:
             tl.store(
@@ -114,7 +114,7 @@ def _group_attention_fwd(
             q, acc, m_i, l_i,
             k_head + g * sk_g + slots[None, :] * sk_n + offs_d[:, None] * sk_d,
             v_head + g * sv_g + slots[:, None] * sv_n + offs_d[None, :] * sv_d,
-            key_ok, visible, d_ok, qk_scale, PRECISION,
+            visible, d_ok, qk_scale, PRECISION,
         )  # fmt: skip
         if STORE_LOGITS:
             cols = num_shared_keys + slots - S
@@ -198,7 +198,7 @@ def _group_attention_bwd_dq(
             q, do, lse2, delta, dq,
             k_head + k_rows[None, :] + offs_d[:, None] * sk_d,
             v_head + v_rows[None, :] + offs_d[:, None] * sv_d,
-            key_ok, visible, d_ok, qk_scale, PRECISION,
+            visible, d_ok, qk_scale, PRECISION,
         )  # fmt: skip
     for start in range(S, N, BLOCK_N):
         slots = start + tl.arange(0, BLOCK_N)
@@ -211,7 +211,7 @@ def _group_attention_bwd_dq(
             q, do, lse2, delta, dq,
             k_head + g * sk_g + slots[None, :] * sk_n + offs_d[:, None] * sk_d,
             v_head + g * sv_g + slots[None, :] * sv_n + offs_d[:, None] * sv_d,
-            key_ok, visible, d_ok, qk_scale, PRECISION,
+            visible, d_ok, qk_scale, PRECISION,
         )  # fmt: skip
 
     tl.store(
@@ -255,14 +255,16 @@ def _group_attention_bwd_dkdv(
     if HAS_MASK:
         flag = tl.load(Mask + b * sm_b + g_own * sm_g + slots * sm_n, mask=key_ok, other=0)
         real = real & (flag != 0)
+    # masked slots are not read: their gradient is zero, whatever they hold (NaN included)
+    real_tile = real[:, None] & d_ok[None, :]
     k = tl.load(
         K + b * sk_b + g_own * sk_g + h * sk_h + slots[:, None] * sk_n + offs_d[None, :] * sk_d,
-        mask=tile_ok,
+        mask=real_tile,
         other=0.0,
     )
     v = tl.load(
         V + b * sv_b + g_own * sv_g + h * sv_h + slots[:, None] * sv_n + offs_d[None, :] * sv_d,
-        mask=tile_ok,
+        mask=real_tile,
         other=0.0,
     )
     qk_scale = scale * 1.4426950408889634
@@ -300,9 +302,7 @@ def empty_like_heads_last(q: Tensor) -> Tensor:
     (``b g h n d -> b g n (h d)``) is a view, not a copy.
     """
     batch, groups, heads, tokens, head_dim = q.shape
-    storage = torch.empty(
-        (batch, groups, tokens, heads, head_dim), dtype=q.dtype, device=q.device
-    )
+    storage = torch.empty((batch, groups, tokens, heads, head_dim), dtype=q.dtype, device=q.device)
     return storage.permute(0, 1, 3, 2, 4)
 
 
