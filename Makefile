@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine with Python >= 3.10:
-#   make demo   installs everything into .venv and runs the GTPT training demo
+#   make demo   installs everything into .venv and runs the GTPT demo (shipped weights)
 #   make test   installs everything into .venv and runs ruff and the test suite
 # Both are idempotent: the install step reruns only when pyproject.toml changes.
 
