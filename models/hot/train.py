@@ -65,6 +65,13 @@ class LiftingConfig:
     flip: bool = True
     seed: int = 1126
     max_steps: int | None = None
+    log_every: int = 50  # steps between logged training losses (their mean)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.log_every, bool) or not isinstance(self.log_every, int) or (
+            self.log_every < 1
+        ):
+            raise ValueError(f"log_every must be a positive integer, got {self.log_every!r}")
 
     def build_model(self) -> MixSTE:
         sizes = {"num_frames": self.frames, "dim": self.dim}
@@ -166,8 +173,8 @@ class LiftingTrainer:
         while self.epoch < self.config.epochs and not self._budget_spent():
             self._train_epoch()
             metrics = evaluate(self.model, self.test, self.config.flip)
-            self._log({"epoch": self.epoch, **{k: v for k, v in metrics.items()
-                                               if k != "per_action"}})  # fmt: skip
+            self._log({"epoch": self.epoch, "step": self.step, "time": time.time(),
+                       **{k: v for k, v in metrics.items() if k != "per_action"}})  # fmt: skip
             if metrics["MPJPE"] < self.best:
                 self.best = metrics["MPJPE"]
                 self.save(self.output / "best.pt")
@@ -192,6 +199,7 @@ class LiftingTrainer:
             )
         self.model.train()
         start = time.perf_counter()
+        losses: list[float] = []
         for batch in loader:
             if self._budget_spent():
                 break
@@ -204,11 +212,16 @@ class LiftingTrainer:
             loss.backward()
             self.optimizer.step()
             self.step += 1
+            losses.append(float(loss.detach()))
+            if self.step % self.config.log_every == 0:
+                self._log({"epoch": self.epoch, "step": self.step,
+                           "loss": sum(losses) / len(losses),
+                           "lr": self.scheduler.get_last_lr()[0], "time": time.time()})  # fmt: skip
+                losses.clear()
         self.scheduler.step()
         self.epoch += 1
-        self._log({"epoch": self.epoch, "step": self.step, "loss": float(loss.detach()),
-                   "lr": self.scheduler.get_last_lr()[0],
-                   "seconds": time.perf_counter() - start})  # fmt: skip
+        self._log({"epoch": self.epoch, "step": self.step, "epoch_seconds":
+                   time.perf_counter() - start})  # fmt: skip
 
 
 def load_weights(model: MixSTE, checkpoint: Path | None, official: Path | None) -> None:
