@@ -6,8 +6,9 @@ are registered with a lazy loader, so importing :mod:`tokenprune` never imports 
 dependency such as Triton; the loader runs on first use.
 
 ``"auto"`` picks, in priority order, the first backend that is automatic on the input's device
-type and whose ``supports`` check accepts the call. The ``"torch"`` reference accepts every call
-on every device and comes last, so ``"auto"`` always resolves. Asking for a backend by name that
+type and whose ``supports`` check (and ``auto_supports`` check, if any) accepts the call. The
+``"torch"`` reference accepts every call on every device and comes last, so ``"auto"`` always
+resolves. Asking for a backend by name that
 cannot run a call raises a ``ValueError`` with the reason instead of silently falling back.
 """
 
@@ -43,6 +44,9 @@ class AttentionBackend:
     supports: SupportCheck
     priority: int
     auto_devices: tuple[str, ...] | None  # device types "auto" may pick it for; None = all
+    #: an extra check that only ``"auto"`` applies (a call the backend can run, but that another
+    #: backend runs better); None = none
+    auto_supports: SupportCheck | None = None
 
 
 _REGISTRY: dict[tuple[str, str], AttentionBackend] = {}
@@ -57,6 +61,7 @@ def register_backend(
     *,
     priority: int,
     auto_devices: tuple[str, ...] | None = None,
+    auto_supports: SupportCheck | None = None,
 ) -> None:
     """Register backend ``name`` for ``op``.
 
@@ -67,6 +72,9 @@ def register_backend(
         supports: ``supports(q, dropout_p) -> None | reason``.
         priority: higher is tried first by ``"auto"``.
         auto_devices: device types on which ``"auto"`` may choose this backend (None: all).
+        auto_supports: ``auto_supports(q, dropout_p) -> None | reason``, checked by ``"auto"``
+            only, after ``supports``: calls the backend can run when asked by name, but that
+            ``"auto"`` leaves to a lower-priority backend (None: no extra check).
 
     Raises:
         TypeError: an argument has the wrong type.
@@ -92,7 +100,13 @@ def register_backend(
         raise TypeError(
             f"auto_devices must be None or a tuple of device-type strs, got {auto_devices!r}"
         )
-    _REGISTRY[(op, name)] = AttentionBackend(op, name, load, supports, priority, auto_devices)
+    if auto_supports is not None and not callable(auto_supports):
+        raise TypeError(
+            f"auto_supports must be None or callable, got {type(auto_supports).__name__}"
+        )
+    _REGISTRY[(op, name)] = AttentionBackend(
+        op, name, load, supports, priority, auto_devices, auto_supports
+    )
     _LOADED.pop((op, name), None)
 
 
@@ -151,12 +165,12 @@ def resolve_backend(op: str, name: str, q: Tensor, dropout_p: float = 0.0) -> Ca
         if reason is not None:
             raise ValueError(f"backend {name!r} cannot run this call: {reason}")
         return load_backend(op, name)
-    candidates = sorted(
-        (b for b in _REGISTRY.values() if b.op == op), key=lambda b: -b.priority
-    )
+    candidates = sorted((b for b in _REGISTRY.values() if b.op == op), key=lambda b: -b.priority)
     for backend in candidates:
         if backend.auto_devices is not None and q.device.type not in backend.auto_devices:
             continue
-        if backend.supports(q, dropout_p) is None:
+        if backend.supports(q, dropout_p) is not None:
+            continue
+        if backend.auto_supports is None or backend.auto_supports(q, dropout_p) is None:
             return load_backend(op, backend.name)
     raise RuntimeError(f"no registered {op} backend accepts this call")

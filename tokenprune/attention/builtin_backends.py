@@ -2,8 +2,10 @@
 
 The Triton backend is registered lazily: its support check never imports Triton, and
 :mod:`tokenprune.kernels` (which does) is imported on first use. ``"auto"`` picks Triton for
-CUDA tensors only; on the CPU, ``backend="triton"`` runs Triton's interpreter, which requires
-``TRITON_INTERPRET=1`` in the environment *before* :mod:`tokenprune.kernels` is first imported.
+float16 and bfloat16 CUDA tensors only (float32 goes to PyTorch, whose SDPA uses TF32 or flash
+kernels; the float32 kernels run without tensor cores, see :func:`triton_auto_support`); on the
+CPU, ``backend="triton"`` runs Triton's interpreter, which requires ``TRITON_INTERPRET=1`` in
+the environment *before* :mod:`tokenprune.kernels` is first imported.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch import Tensor
 from .backends import register_backend
 from .reference import gathered_attention_torch, group_attention_torch
 
-__all__ = ["triton_interpreter_enabled", "triton_support"]
+__all__ = ["triton_auto_support", "triton_interpreter_enabled", "triton_support"]
 
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 #: Looked up once: the support check also runs inside ``torch.compile``, which cannot trace it.
@@ -63,6 +65,19 @@ def triton_support(q: Tensor, dropout_p: float = 0.0) -> str | None:
     return f"device type {q.device.type!r} is not supported"
 
 
+def triton_auto_support(q: Tensor, dropout_p: float = 0.0) -> str | None:
+    """None if ``"auto"`` may pick the Triton kernels for a call they support, else the reason.
+
+    ``"auto"`` leaves float32 to PyTorch: compiled for a GPU, the float32 kernels use exact
+    IEEE dot products without tensor cores and spill registers (kilobytes per thread at
+    head_dim 64 and more), where PyTorch's SDPA uses TF32 or flash kernels. ``backend="triton"``
+    still runs them.
+    """
+    if q.dtype == torch.float32:
+        return "float32 runs faster in PyTorch (the float32 kernels use no tensor cores)"
+    return None
+
+
 def _load_kernel(name: str):
     def load():
         return getattr(importlib.import_module("tokenprune.kernels"), name)
@@ -78,5 +93,11 @@ for _op, _reference, _kernel in (
         _op, "torch", lambda impl=_reference: impl, lambda q, dropout_p: None, priority=0
     )
     register_backend(
-        _op, "triton", _load_kernel(_kernel), triton_support, priority=10, auto_devices=("cuda",)
+        _op,
+        "triton",
+        _load_kernel(_kernel),
+        triton_support,
+        priority=10,
+        auto_devices=("cuda",),
+        auto_supports=triton_auto_support,
     )

@@ -12,6 +12,7 @@ Conventions of every kernel here:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -26,6 +27,23 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 LOG2E = 1.4426950408889634
 
 
+#: CUDA's grid limit on axis 0 (axes 1 and 2 allow only 65,535 programs); every launch here
+#: is one-dimensional, with the query or key tiles of one (batch, group, head) fastest.
+MAX_GRID = 2**31 - 1
+#: A tensor spanning this many elements or more (the largest offset its shape and strides reach)
+#: makes the kernels compute offsets in int64. Half the int32 range: the padded rows and
+#: columns of a tile may reach past the last element before they are masked out.
+WIDE_OFFSET_SPAN = 2**30
+#: Element multiple of head_dim, strides and base addresses that lets the kernels promise
+#: 16-byte aligned rows to the compiler (vector loads and cp.async for any head_dim % 8 == 0).
+ALIGN_ELEMENTS = 8
+
+#: ``.maxnreg`` of every kernel (the architectural limit per thread).
+MAX_REGISTERS = 255
+
+KINDS = ("fwd", "bwd_dq", "bwd_dkdv")
+
+
 @dataclass(frozen=True)
 class BlockConfig:
     """Tile sizes and launch options of one kernel launch."""
@@ -37,13 +55,18 @@ class BlockConfig:
     num_stages: int
 
 
-def block_config(num_queries: int, num_keys: int, head_dim: int) -> BlockConfig:
+def block_config(num_queries: int, num_keys: int, head_dim: int, kind: str = "fwd") -> BlockConfig:
     """Tile sizes for ``num_queries`` query rows against ``num_keys`` keys.
 
-    Under the interpreter the tiles are 16 x 16 (the smallest ``tl.dot`` shape on a GPU), which
-    keeps test shapes small while still crossing block boundaries. On a GPU the query tile
-    grows with the sequence; pose-transformer groups (25 to 280 tokens) use 32- or 64-row tiles.
+    ``kind`` is the kernel: ``"fwd"``, ``"bwd_dq"`` or ``"bwd_dkdv"``. Under the interpreter the
+    tiles are 16 x 16 (the smallest ``tl.dot`` shape on a GPU), which keeps test shapes small
+    while still crossing block boundaries. On a GPU the query tile grows with the sequence;
+    pose-transformer groups (25 to 280 tokens) use 32- or 64-row tiles. The backward kernels
+    have their own tiles, warps and two pipeline stages, chosen so that no configuration
+    spills registers on sm_80 or sm_90 (``python -m tokenprune.kernels.aot_check``).
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     block_d = max(16, triton.next_power_of_2(head_dim))
     if INTERPRETED:
         return BlockConfig(16, 16, block_d, 1, 1)
@@ -56,8 +79,26 @@ def block_config(num_queries: int, num_keys: int, head_dim: int) -> BlockConfig:
     else:
         block_m = 128
     block_n = 32 if num_keys <= 32 else 64
-    num_warps = 8 if block_m == 128 and block_d >= 128 else 4
-    num_stages = 2 if block_d >= 128 else 3
+    if kind == "fwd":
+        if block_d >= 128:
+            block_m = min(block_m, 64)  # 128 x 128 float32 accumulators spill on sm_80
+        # a 128-row tile, or 64 rows of a wide head, needs two warpgroups' registers
+        wide = block_m == 128 or (block_m >= 32 and block_d >= 128)
+        wide = wide or (block_m == 64 and block_d >= 64)
+        num_warps = 8 if wide else 4
+        num_stages = 2 if block_d >= 128 else 3
+    elif kind == "bwd_dq":
+        # dq, q and dO stay resident and each key tile makes four [M, N] float32 tiles
+        block_m = min(block_m, 64)
+        if block_d >= 64:
+            block_n = 32
+        num_warps = 8 if block_m == 64 and block_d >= 64 else 4
+        num_stages = 2
+    else:
+        # a key tile keeps k, v, dk and dv resident; the query tile it loops over stays small
+        block_m = 16 if num_queries <= 16 else 32
+        num_warps = 8 if block_d >= 64 or (block_n == 64 and block_d >= 32) else 4
+        num_stages = 2
     return BlockConfig(block_m, block_n, block_d, num_warps, num_stages)
 
 
@@ -67,8 +108,174 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+def max_offset(tensor: torch.Tensor) -> int:
+    """The largest element offset from its first element that ``tensor`` reaches through its
+    shape and strides (0 for an empty tensor)."""
+    if tensor.numel() == 0:
+        return 0
+    pairs = zip(tensor.shape, tensor.stride(), strict=True)
+    return sum((size - 1) * abs(stride) for size, stride in pairs)
+
+
+def needs_wide_offsets(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels must compute offsets into these tensors in int64: an index times a
+    stride, or a sum of such products, may reach 2**31 elements (see ``WIDE_OFFSET_SPAN``)."""
+    return any(max_offset(t) >= WIDE_OFFSET_SPAN for t in tensors)
+
+
+def row_alignment(head_dim: int, *tensors: torch.Tensor) -> int:
+    """``ALIGN_ELEMENTS`` if every row of these ``[..., D]`` tensors starts on a 16-byte
+    boundary at a multiple of ``ALIGN_ELEMENTS`` elements (head_dim, every stride but the last,
+    which must be 1, and the base address), else 1.
+
+    The kernels pass it to ``tl.multiple_of`` so that Triton can use 16-byte loads and
+    ``cp.async`` also when head_dim is not a multiple of 16 (GTPT's 24): Triton itself only
+    notices integers divisible by 16.
+    """
+    if head_dim % ALIGN_ELEMENTS:
+        return 1
+    for t in tensors:
+        if t.stride(-1) != 1 and t.shape[-1] > 1:
+            return 1
+        if t.device.type != "meta" and t.data_ptr() % 16:
+            return 1
+        pairs = zip(t.shape[:-1], t.stride()[:-1], strict=True)
+        if any(size > 1 and stride % ALIGN_ELEMENTS for size, stride in pairs):
+            return 1
+    return ALIGN_ELEMENTS
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything a launch decides besides its arguments: a pure function of shapes, strides
+    and dtypes (see :func:`plan_launch`), so tests can check it without running a kernel.
+
+    The grid is one-dimensional, ``tiles * rows`` programs with the ``tiles`` tiles of one
+    (batch, group, head) row consecutive, because CUDA allows 65,535 programs on grid axes 1
+    and 2 but ``2**31 - 1`` on axis 0.
+    """
+
+    kind: str
+    rows: int  # B * G * H
+    tiles: int  # query tiles (fwd, bwd_dq) or key tiles (bwd_dkdv) per row
+    config: BlockConfig
+    wide_offsets: bool
+    align: int
+
+    @property
+    def grid(self) -> tuple[int]:
+        return (self.tiles * self.rows,)
+
+    def kernel_options(self) -> dict:
+        """The constexpr and compile options of the launch (besides the kernel's own flags)."""
+        return dict(
+            BLOCK_M=self.config.block_m,
+            BLOCK_N=self.config.block_n,
+            BLOCK_D=self.config.block_d,
+            WIDE=self.wide_offsets,
+            ALIGN=self.align,
+            num_warps=self.config.num_warps,
+            num_stages=self.config.num_stages,
+            # Without a bound, ptxas stops at 128 registers in several configurations and
+            # spills rather than use more (measured by aot_check): allow the architectural 255.
+            maxnreg=MAX_REGISTERS,
+        )
+
+
+def plan_launch(
+    kind: str,
+    rows: int,
+    num_queries: int,
+    num_keys: int,
+    head_dim: int,
+    offset_tensors: tuple[torch.Tensor, ...],
+    row_tensors: tuple[torch.Tensor, ...],
+) -> LaunchPlan:
+    """Plan one launch of kernel ``kind`` over ``rows = B * G * H`` (batch, group, head) rows.
+
+    Args:
+        kind: ``"fwd"``, ``"bwd_dq"`` or ``"bwd_dkdv"`` (tiles over queries for the first two,
+            over keys for the last).
+        rows: ``B * G * H``.
+        num_queries, num_keys, head_dim: ``Nq``, ``Nk`` and ``D`` of the attention.
+        offset_tensors: every tensor the kernel addresses (decides int64 offsets).
+        row_tensors: the ``[..., D]`` tensors whose rows are loaded as tiles (decides alignment).
+
+    Raises:
+        ValueError: the launch needs more than ``2**31 - 1`` programs.
+    """
+    config = block_config(num_queries, num_keys, head_dim, kind)
+    tiles = triton.cdiv(num_keys if kind == "bwd_dkdv" else num_queries,
+                        config.block_n if kind == "bwd_dkdv" else config.block_m)  # fmt: skip
+    tiles = max(tiles, 1)
+    if tiles * rows > MAX_GRID:
+        raise ValueError(
+            f"the {kind} launch needs {tiles} tiles x {rows} (batch, group, head) rows = "
+            f"{tiles * rows} programs, more than CUDA's {MAX_GRID}; split the batch"
+        )
+    return LaunchPlan(
+        kind,
+        rows,
+        tiles,
+        config,
+        needs_wide_offsets(*offset_tensors),
+        row_alignment(head_dim, *row_tensors),
+    )
+
+
+def device_guard(device: torch.device):
+    """``torch.cuda.device(device)`` for a CUDA device, so that Triton compiles for and launches
+    on the tensors' GPU and its current stream, not the current device; a no-op otherwise."""
+    if device.type == "cuda":
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class LaunchRecord:
+    """One launch seen by :func:`capture_launches`: the kernel, its positional arguments and
+    keyword arguments (constexprs and compile options) exactly as they would be passed."""
+
+    kernel: object
+    args: tuple
+    kwargs: dict
+    plan: LaunchPlan
+
+
+_captured: list[LaunchRecord] | None = None
+
+
+@contextlib.contextmanager
+def capture_launches():
+    """Record the launches of the launchers in this block instead of running them.
+
+    Nothing is launched and the launchers' outputs stay uninitialised; device checks are
+    skipped, so CPU tensors laid out as on a GPU may stand in for CUDA tensors. Used by
+    :mod:`tokenprune.kernels.aot_check` to compile every configuration ahead of time.
+    Yields the list the records are appended to.
+    """
+    global _captured
+    previous, _captured = _captured, []
+    try:
+        yield _captured
+    finally:
+        _captured = previous
+
+
+def launch(kernel, plan: LaunchPlan, device: torch.device, *args, **flags) -> None:
+    """Launch ``kernel`` as ``plan`` says, under the device guard of ``device``."""
+    kwargs = {**flags, **plan.kernel_options()}
+    if _captured is not None:
+        _captured.append(LaunchRecord(kernel, args, kwargs, plan))
+        return
+    with device_guard(device):
+        kernel[plan.grid](*args, **kwargs)
+
+
 def check_launchable(*tensors: torch.Tensor) -> None:
     """Raise a clear error instead of Triton's when a kernel cannot run on these tensors."""
+    if _captured is not None:
+        return
     device = tensors[0].device
     if device.type == "cpu" and not INTERPRETED:
         raise RuntimeError(
@@ -93,6 +300,37 @@ def mask_argument(key_mask: torch.Tensor | None, fallback: torch.Tensor):
         return fallback, (0,) * 3
     flags = key_mask.view(torch.uint8)
     return flags, flags.stride()
+
+
+@triton.jit
+def widen(x, WIDE: tl.constexpr):
+    """``x`` as int64 when the launch needs 64-bit offsets (``LaunchPlan.wide_offsets``)."""
+    if WIDE:  # one return statement: Triton checks every return's type, even in dead branches
+        x = tl.cast(x, tl.int64)
+    return x
+
+
+@triton.jit
+def head_dim_mask(offs_d, D, ALIGN: tl.constexpr):
+    """``offs_d < D``, written so that the compiler sees the mask constant over runs of
+    ``ALIGN`` columns when the launcher checked that ``D`` is a multiple of ``ALIGN``
+    (``LaunchPlan.align``; Triton itself only knows whether ``D`` is divisible by 16)."""
+    if ALIGN > 1:
+        return (offs_d // ALIGN) < (D // ALIGN)
+    return offs_d < D
+
+
+@triton.jit
+def program_coords(num_tiles, G, H, WIDE: tl.constexpr):
+    """``(tile, b, g, h)`` of this program in the one-dimensional grid of ``num_tiles * B * G *
+    H`` programs (tiles of one row consecutive, see ``LaunchPlan``)."""
+    pid = tl.program_id(0)
+    tile = pid % num_tiles
+    row = pid // num_tiles
+    h = widen(row % H, WIDE)
+    g = widen((row // H) % G, WIDE)
+    b = widen(row // (H * G), WIDE)
+    return tile, b, g, h
 
 
 @triton.jit

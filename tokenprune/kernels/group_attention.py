@@ -22,14 +22,18 @@ import triton.language as tl
 from torch import Tensor
 
 from ._common import (
-    block_config,
     check_launchable,
     dkdv_step,
     dot_precision,
     dq_step,
     finish_softmax,
+    head_dim_mask,
+    launch,
     mask_argument,
     online_softmax_step,
+    plan_launch,
+    program_coords,
+    widen,
 )
 
 LOG2E = 1.4426950408889634
@@ -52,24 +56,22 @@ def _group_attention_fwd(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     PRECISION: tl.constexpr,
+    WIDE: tl.constexpr,
+    ALIGN: tl.constexpr,
 ):  # fmt: skip
-    pid_m = tl.program_id(0)
-    pid = tl.program_id(1)
-    h = pid % H
-    g = (pid // H) % G
-    b = (pid // (H * G)).to(tl.int64)
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    pid_m, b, g, h = program_coords(tl.cdiv(N, BLOCK_M), G, H, WIDE)
+    offs_m = widen(pid_m * BLOCK_M + tl.arange(0, BLOCK_M), WIDE)
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < N
-    d_ok = offs_d < D
+    d_ok = head_dim_mask(offs_d, D, ALIGN)
+    q_rows = tl.multiple_of(b * sq_b + g * sq_g + h * sq_h + offs_m * sq_n, ALIGN)
     q = tl.load(
-        Q + b * sq_b + g * sq_g + h * sq_h + offs_m[:, None] * sq_n + offs_d[None, :] * sq_d,
+        Q + q_rows[:, None] + offs_d[None, :] * sq_d,
         mask=row_ok[:, None] & d_ok[None, :],
         other=0.0,
     )
-    k_head = K + b * sk_b + h * sk_h
-    v_head = V + b * sv_b + h * sv_h
+    k_head = K + tl.multiple_of(b * sk_b + h * sk_h, ALIGN)
+    v_head = V + tl.multiple_of(b * sv_b + h * sv_h, ALIGN)
     mask_batch = Mask + b * sm_b
     logits_head = Logits + b * sl_b + g * sl_g + h * sl_h
     qk_scale = scale * 1.4426950408889634
@@ -81,7 +83,7 @@ def _group_attention_fwd(
     num_shared_keys = G * S
     slots_per_group = tl.maximum(S, 1)
     for start in range(0, num_shared_keys, BLOCK_N):  # phase 1: shared slots of all groups
-        cols = start + tl.arange(0, BLOCK_N)
+        cols = widen(start + tl.arange(0, BLOCK_N), WIDE)
         key_ok = cols < num_shared_keys
         src_g = cols // slots_per_group
         src_n = cols % slots_per_group
@@ -89,8 +91,8 @@ def _group_attention_fwd(
         if HAS_MASK:
             flag = tl.load(mask_batch + src_g * sm_g + src_n * sm_n, mask=key_ok, other=0)
             visible = visible & (flag != 0)
-        k_rows = src_g * sk_g + src_n * sk_n
-        v_rows = src_g * sv_g + src_n * sv_n
+        k_rows = tl.multiple_of(src_g * sk_g + src_n * sk_n, ALIGN)
+        v_rows = tl.multiple_of(src_g * sv_g + src_n * sv_n, ALIGN)
         acc, m_i, l_i, s = online_softmax_step(
             q, acc, m_i, l_i,
             k_head + k_rows[None, :] + offs_d[:, None] * sk_d,
@@ -104,16 +106,18 @@ def _group_attention_fwd(
                 mask=(offs_m[:, None] < J) & key_ok[None, :],
             )
     for start in range(S, N, BLOCK_N):  # phase 2: this group's private slots
-        slots = start + tl.arange(0, BLOCK_N)
+        slots = widen(start + tl.arange(0, BLOCK_N), WIDE)
         key_ok = slots < N
         visible = key_ok
         if HAS_MASK:
             flag = tl.load(mask_batch + g * sm_g + slots * sm_n, mask=key_ok, other=0)
             visible = visible & (flag != 0)
+        k_rows = tl.multiple_of(g * sk_g + slots * sk_n, ALIGN)
+        v_rows = tl.multiple_of(g * sv_g + slots * sv_n, ALIGN)
         acc, m_i, l_i, s = online_softmax_step(
             q, acc, m_i, l_i,
-            k_head + g * sk_g + slots[None, :] * sk_n + offs_d[:, None] * sk_d,
-            v_head + g * sv_g + slots[:, None] * sv_n + offs_d[None, :] * sv_d,
+            k_head + k_rows[None, :] + offs_d[:, None] * sk_d,
+            v_head + v_rows[:, None] + offs_d[None, :] * sv_d,
             visible, d_ok, qk_scale, PRECISION,
         )  # fmt: skip
         if STORE_LOGITS:
@@ -125,8 +129,9 @@ def _group_attention_fwd(
             )
 
     out, lse = finish_softmax(acc, m_i, l_i)
+    out_rows = tl.multiple_of(b * so_b + g * so_g + h * so_h + offs_m * so_n, ALIGN)
     tl.store(
-        Out + b * so_b + g * so_g + h * so_h + offs_m[:, None] * so_n + offs_d[None, :] * so_d,
+        Out + out_rows[:, None] + offs_d[None, :] * so_d,
         out.to(Out.dtype.element_ty),
         mask=row_ok[:, None] & d_ok[None, :],
     )
@@ -149,34 +154,25 @@ def _group_attention_bwd_dq(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     PRECISION: tl.constexpr,
+    WIDE: tl.constexpr,
+    ALIGN: tl.constexpr,
 ):  # fmt: skip
-    pid_m = tl.program_id(0)
-    pid = tl.program_id(1)
-    h = pid % H
-    g = (pid // H) % G
-    b = (pid // (H * G)).to(tl.int64)
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    pid_m, b, g, h = program_coords(tl.cdiv(N, BLOCK_M), G, H, WIDE)
+    offs_m = widen(pid_m * BLOCK_M + tl.arange(0, BLOCK_M), WIDE)
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < N
-    d_ok = offs_d < D
+    d_ok = head_dim_mask(offs_d, D, ALIGN)
     tile_ok = row_ok[:, None] & d_ok[None, :]
-    q = tl.load(
-        Q + b * sq_b + g * sq_g + h * sq_h + offs_m[:, None] * sq_n + offs_d[None, :] * sq_d,
-        mask=tile_ok,
-        other=0.0,
-    )
-    do = tl.load(
-        DO + b * sdo_b + g * sdo_g + h * sdo_h + offs_m[:, None] * sdo_n + offs_d[None, :] * sdo_d,
-        mask=tile_ok,
-        other=0.0,
-    )
+    q_rows = tl.multiple_of(b * sq_b + g * sq_g + h * sq_h + offs_m * sq_n, ALIGN)
+    do_rows = tl.multiple_of(b * sdo_b + g * sdo_g + h * sdo_h + offs_m * sdo_n, ALIGN)
+    q = tl.load(Q + q_rows[:, None] + offs_d[None, :] * sq_d, mask=tile_ok, other=0.0)
+    do = tl.load(DO + do_rows[:, None] + offs_d[None, :] * sdo_d, mask=tile_ok, other=0.0)
     row_stats = ((b * G + g) * H + h) * N + offs_m
     lse = tl.load(Lse + row_stats, mask=row_ok, other=float("-inf"))
     lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
     delta = tl.load(Delta + row_stats, mask=row_ok, other=0.0)
-    k_head = K + b * sk_b + h * sk_h
-    v_head = V + b * sv_b + h * sv_h
+    k_head = K + tl.multiple_of(b * sk_b + h * sk_h, ALIGN)
+    v_head = V + tl.multiple_of(b * sv_b + h * sv_h, ALIGN)
     mask_batch = Mask + b * sm_b
     qk_scale = scale * 1.4426950408889634
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
@@ -184,7 +180,7 @@ def _group_attention_bwd_dq(
     num_shared_keys = G * S
     slots_per_group = tl.maximum(S, 1)
     for start in range(0, num_shared_keys, BLOCK_N):
-        cols = start + tl.arange(0, BLOCK_N)
+        cols = widen(start + tl.arange(0, BLOCK_N), WIDE)
         key_ok = cols < num_shared_keys
         src_g = cols // slots_per_group
         src_n = cols % slots_per_group
@@ -192,8 +188,8 @@ def _group_attention_bwd_dq(
         if HAS_MASK:
             flag = tl.load(mask_batch + src_g * sm_g + src_n * sm_n, mask=key_ok, other=0)
             visible = visible & (flag != 0)
-        k_rows = src_g * sk_g + src_n * sk_n
-        v_rows = src_g * sv_g + src_n * sv_n
+        k_rows = tl.multiple_of(src_g * sk_g + src_n * sk_n, ALIGN)
+        v_rows = tl.multiple_of(src_g * sv_g + src_n * sv_n, ALIGN)
         dq = dq_step(
             q, do, lse2, delta, dq,
             k_head + k_rows[None, :] + offs_d[:, None] * sk_d,
@@ -201,21 +197,24 @@ def _group_attention_bwd_dq(
             visible, d_ok, qk_scale, PRECISION,
         )  # fmt: skip
     for start in range(S, N, BLOCK_N):
-        slots = start + tl.arange(0, BLOCK_N)
+        slots = widen(start + tl.arange(0, BLOCK_N), WIDE)
         key_ok = slots < N
         visible = key_ok
         if HAS_MASK:
             flag = tl.load(mask_batch + g * sm_g + slots * sm_n, mask=key_ok, other=0)
             visible = visible & (flag != 0)
+        k_rows = tl.multiple_of(g * sk_g + slots * sk_n, ALIGN)
+        v_rows = tl.multiple_of(g * sv_g + slots * sv_n, ALIGN)
         dq = dq_step(
             q, do, lse2, delta, dq,
-            k_head + g * sk_g + slots[None, :] * sk_n + offs_d[:, None] * sk_d,
-            v_head + g * sv_g + slots[None, :] * sv_n + offs_d[:, None] * sv_d,
+            k_head + k_rows[None, :] + offs_d[:, None] * sk_d,
+            v_head + v_rows[None, :] + offs_d[:, None] * sv_d,
             visible, d_ok, qk_scale, PRECISION,
         )  # fmt: skip
 
+    dq_rows = tl.multiple_of(b * sdq_b + g * sdq_g + h * sdq_h + offs_m * sdq_n, ALIGN)
     tl.store(
-        DQ + b * sdq_b + g * sdq_g + h * sdq_h + offs_m[:, None] * sdq_n + offs_d[None, :] * sdq_d,
+        DQ + dq_rows[:, None] + offs_d[None, :] * sdq_d,
         (dq * scale).to(DQ.dtype.element_ty),
         mask=tile_ok,
     )
@@ -238,18 +237,15 @@ def _group_attention_bwd_dkdv(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     PRECISION: tl.constexpr,
+    WIDE: tl.constexpr,
+    ALIGN: tl.constexpr,
 ):  # fmt: skip
-    pid_n = tl.program_id(0)
-    pid = tl.program_id(1)
-    h = pid % H
-    g_own = (pid // H) % G
-    b = (pid // (H * G)).to(tl.int64)
-
+    pid_n, b, g_own, h = program_coords(tl.cdiv(N, BLOCK_N), G, H, WIDE)
     first_slot = pid_n * BLOCK_N
-    slots = first_slot + tl.arange(0, BLOCK_N)
+    slots = widen(first_slot + tl.arange(0, BLOCK_N), WIDE)
     offs_d = tl.arange(0, BLOCK_D)
     key_ok = slots < N
-    d_ok = offs_d < D
+    d_ok = head_dim_mask(offs_d, D, ALIGN)
     tile_ok = key_ok[:, None] & d_ok[None, :]
     real = key_ok
     if HAS_MASK:
@@ -257,16 +253,10 @@ def _group_attention_bwd_dkdv(
         real = real & (flag != 0)
     # masked slots are not read: their gradient is zero, whatever they hold (NaN included)
     real_tile = real[:, None] & d_ok[None, :]
-    k = tl.load(
-        K + b * sk_b + g_own * sk_g + h * sk_h + slots[:, None] * sk_n + offs_d[None, :] * sk_d,
-        mask=real_tile,
-        other=0.0,
-    )
-    v = tl.load(
-        V + b * sv_b + g_own * sv_g + h * sv_h + slots[:, None] * sv_n + offs_d[None, :] * sv_d,
-        mask=real_tile,
-        other=0.0,
-    )
+    k_rows = tl.multiple_of(b * sk_b + g_own * sk_g + h * sk_h + slots * sk_n, ALIGN)
+    v_rows = tl.multiple_of(b * sv_b + g_own * sv_g + h * sv_h + slots * sv_n, ALIGN)
+    k = tl.load(K + k_rows[:, None] + offs_d[None, :] * sk_d, mask=real_tile, other=0.0)
+    v = tl.load(V + v_rows[:, None] + offs_d[None, :] * sv_d, mask=real_tile, other=0.0)
     qk_scale = scale * 1.4426950408889634
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
@@ -275,24 +265,32 @@ def _group_attention_bwd_dkdv(
         # Other groups' queries see only shared slots: skip tiles that hold none.
         if (g_query == g_own) | (first_slot < S):
             visible = real & (shared | (g_query == g_own))
-            q_group = Q + b * sq_b + g_query * sq_g + h * sq_h
-            do_group = DO + b * sdo_b + g_query * sdo_g + h * sdo_h
-            stats_group = ((b * G + g_query) * H + h) * N
+            g_q = widen(g_query, WIDE)
+            q_group = tl.multiple_of(b * sq_b + g_q * sq_g + h * sq_h, ALIGN)
+            do_group = tl.multiple_of(b * sdo_b + g_q * sdo_g + h * sdo_h, ALIGN)
+            stats_group = ((b * G + g_q) * H + h) * N
             for start_m in range(0, N, BLOCK_M):
-                offs_m = start_m + tl.arange(0, BLOCK_M)
+                offs_m = widen(start_m + tl.arange(0, BLOCK_M), WIDE)
+                q_rows = tl.multiple_of(q_group + offs_m * sq_n, ALIGN)
+                do_rows = tl.multiple_of(do_group + offs_m * sdo_n, ALIGN)
                 dk, dv = dkdv_step(
                     k, v, dk, dv,
-                    q_group + offs_m[:, None] * sq_n + offs_d[None, :] * sq_d,
-                    do_group + offs_m[:, None] * sdo_n + offs_d[None, :] * sdo_d,
+                    Q + q_rows[:, None] + offs_d[None, :] * sq_d,
+                    DO + do_rows[:, None] + offs_d[None, :] * sdo_d,
                     Lse + stats_group + offs_m,
                     Delta + stats_group + offs_m,
                     offs_m < N, visible, d_ok, qk_scale, PRECISION,
                 )  # fmt: skip
 
-    dk_rows = DK + b * sdk_b + g_own * sdk_g + h * sdk_h + slots[:, None] * sdk_n
-    dv_rows = DV + b * sdv_b + g_own * sdv_g + h * sdv_h + slots[:, None] * sdv_n
-    tl.store(dk_rows + offs_d[None, :] * sdk_d, (dk * scale).to(DK.dtype.element_ty), mask=tile_ok)
-    tl.store(dv_rows + offs_d[None, :] * sdv_d, dv.to(DV.dtype.element_ty), mask=tile_ok)
+    dk_rows = tl.multiple_of(b * sdk_b + g_own * sdk_g + h * sdk_h + slots * sdk_n, ALIGN)
+    dv_rows = tl.multiple_of(b * sdv_b + g_own * sdv_g + h * sdv_h + slots * sdv_n, ALIGN)
+    tl.store(
+        DK + dk_rows[:, None] + offs_d[None, :] * sdk_d,
+        (dk * scale).to(DK.dtype.element_ty),
+        mask=tile_ok,
+    )
+    tl.store(DV + dv_rows[:, None] + offs_d[None, :] * sdv_d, dv.to(DV.dtype.element_ty),
+             mask=tile_ok)  # fmt: skip
 
 
 def empty_like_heads_last(q: Tensor) -> Tensor:
@@ -332,11 +330,15 @@ def group_attention_forward(
         lse.fill_(float("-inf"))
         return out, lse, logits
     flags, mask_strides = mask_argument(key_mask, q)
-    config = block_config(tokens, num_keys, head_dim)
-    grid = (triton.cdiv(tokens, config.block_m), batch * groups * heads)
     logits_arg = logits if score_queries > 0 else lse
     logits_strides = logits.stride() if score_queries > 0 else (0, 0, 0, 0, 0)
-    _group_attention_fwd[grid](
+    plan = plan_launch(
+        "fwd", batch * groups * heads, tokens, num_keys, head_dim,
+        offset_tensors=(q, k, v, out, lse, logits, flags),
+        row_tensors=(q, k, v, out),
+    )  # fmt: skip
+    launch(
+        _group_attention_fwd, plan, q.device,
         q, k, v, flags, out, lse, logits_arg,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(),
         *mask_strides, *logits_strides,
@@ -344,12 +346,7 @@ def group_attention_forward(
         scale,
         HAS_MASK=key_mask is not None,
         STORE_LOGITS=score_queries > 0,
-        BLOCK_M=config.block_m,
-        BLOCK_N=config.block_n,
-        BLOCK_D=config.block_d,
         PRECISION=dot_precision(q.dtype),
-        num_warps=config.num_warps,
-        num_stages=config.num_stages,
     )  # fmt: skip
     return out, lse, logits
 
@@ -390,31 +387,28 @@ def group_attention_backward(
     lse = lse.contiguous()
     flags, mask_strides = mask_argument(key_mask, q)
     num_keys = groups * num_shared + tokens - num_shared
-    config = block_config(tokens, num_keys, head_dim)
-    common = dict(
-        HAS_MASK=key_mask is not None,
-        BLOCK_M=config.block_m,
-        BLOCK_N=config.block_n,
-        BLOCK_D=config.block_d,
-        PRECISION=dot_precision(q.dtype),
-        num_warps=config.num_warps,
-        num_stages=config.num_stages,
-    )
     rows = batch * groups * heads
-    _group_attention_bwd_dq[(triton.cdiv(tokens, config.block_m), rows)](
+    offset_tensors = (q, k, v, grad_out, lse, delta, dq, dk, dv, flags)
+    row_tensors = (q, k, v, grad_out, dq, dk, dv)
+    flags_and_precision = dict(HAS_MASK=key_mask is not None, PRECISION=dot_precision(q.dtype))
+    plan = plan_launch("bwd_dq", rows, tokens, num_keys, head_dim, offset_tensors, row_tensors)
+    launch(
+        _group_attention_bwd_dq, plan, q.device,
         q, k, v, flags, grad_out, lse, delta, dq,
         *q.stride(), *k.stride(), *v.stride(), *grad_out.stride(), *dq.stride(),
         *mask_strides,
         groups, heads, tokens, num_shared, head_dim,
         scale,
-        **common,
+        **flags_and_precision,
     )  # fmt: skip
-    _group_attention_bwd_dkdv[(triton.cdiv(tokens, config.block_n), rows)](
+    plan = plan_launch("bwd_dkdv", rows, tokens, tokens, head_dim, offset_tensors, row_tensors)
+    launch(
+        _group_attention_bwd_dkdv, plan, q.device,
         q, k, v, flags, grad_out, lse, delta, dk, dv,
         *q.stride(), *k.stride(), *v.stride(), *grad_out.stride(), *dk.stride(), *dv.stride(),
         *mask_strides,
         groups, heads, tokens, num_shared, head_dim,
         scale,
-        **common,
+        **flags_and_precision,
     )  # fmt: skip
     return dq, dk, dv
