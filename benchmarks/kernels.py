@@ -24,6 +24,11 @@ reference, no timing.
     python -m benchmarks.kernels                    # everything (GPU) or the correctness mode
     python -m benchmarks.kernels --suite gtpt       # only GTPT's stage shapes
     python -m benchmarks.kernels --output benchmarks/results/kernels_h100.md
+    python -m benchmarks.kernels --roofline         # the roofline model of the GPU cases only
+
+The report ends with a roofline model of every case (FLOPs, compulsory bytes, arithmetic
+intensity, the ideal time on an H100 and an H200) and, on one of those, the share of the ideal
+time each of our timings reaches.
 """
 
 from __future__ import annotations
@@ -565,9 +570,93 @@ def run_case(case, dtype, mode: str, compile_: bool, timing: bool) -> Row:
     return row
 
 
+def useful_flops(case, mode: str) -> float:
+    """FLOPs of the (query, key) pairs the layout allows: ``4 * pairs * head_dim`` forward
+    (two matmuls), 2.5 times that more for the backward (five)."""
+    return 4 * case.pairs * case.head_dim * (3.5 if mode == "fwd+bwd" else 1.0)
+
+
 def useful_tflops(case, mode: str, ms: float) -> float:
-    flops = 4 * case.pairs * case.head_dim * (3.5 if mode == "fwd+bwd" else 1.0)
-    return flops / (ms * 1e-3) / 1e12
+    return useful_flops(case, mode) / (ms * 1e-3) / 1e12
+
+
+# ---------------------------------------------------------------------------------------------
+# roofline
+
+#: Dense tensor-core peaks (TFLOP/s, fp16/bf16 with fp32 accumulation) and HBM bandwidth
+#: (TB/s) from NVIDIA's datasheets (SXM parts).
+PEAKS = {"H100": (989.0, 3.35), "H200": (989.0, 4.8)}
+
+
+def compulsory_bytes(case, mode: str, element_size: int) -> int:
+    """Bytes every implementation must move: q, k, v read and the output (and log-sum-exp,
+    float32) written once; the backward also reads the output, its gradient and the
+    log-sum-exp and writes dq, dk and dv once."""
+    if isinstance(case, GroupCase):
+        rows_q = case.batch * case.groups * case.heads * case.tokens
+        rows_kv = rows_q  # a group's keys are its own slots and the shared slots of all groups
+        stats = rows_q
+    else:
+        rows_q = case.batch * case.groups * case.heads * case.queries
+        rows_kv = case.batch * case.heads * case.buffer
+        stats = rows_q
+    q = out = rows_q * case.head_dim * element_size
+    kv = 2 * rows_kv * case.head_dim * element_size
+    forward = q + kv + out + 4 * stats
+    if mode == "fwd":
+        return forward
+    backward = (q + kv + out) + out + 4 * stats + (q + kv)  # reads, dO, lse; writes dq, dk, dv
+    return forward + backward
+
+
+def roofline(case, mode: str, element_size: int = 2) -> dict:
+    """FLOPs, bytes, arithmetic intensity and the ideal microseconds on each GPU of
+    :data:`PEAKS`: ``max(FLOPs / peak, bytes / bandwidth)``."""
+    flops, nbytes = useful_flops(case, mode), compulsory_bytes(case, mode, element_size)
+    ideal = {gpu: max(flops / (tflops * 1e12), nbytes / (tbps * 1e12)) * 1e6
+             for gpu, (tflops, tbps) in PEAKS.items()}  # fmt: skip
+    return {"gflop": flops / 1e9, "mb": nbytes / 1e6, "intensity": flops / nbytes,
+            "ideal_us": ideal}  # fmt: skip
+
+
+def device_peak_name() -> str | None:
+    """The :data:`PEAKS` entry of this run's GPU (None if not one of them)."""
+    if not GPU:
+        return None
+    name = torch.cuda.get_device_name()
+    return next((gpu for gpu in PEAKS if gpu in name), None)
+
+
+def roofline_table(cases, modes, element_size: int, measured: dict | None = None) -> list[str]:
+    """A markdown table of :func:`roofline` per (case, mode); with ``measured`` (``{(case
+    name, mode): ms}``) on a GPU of :data:`PEAKS`, also the share of the ideal time reached."""
+    gpu = device_peak_name()
+    ridge = {name: tflops / tbps for name, (tflops, tbps) in PEAKS.items()}
+    lines = [
+        "### roofline",
+        "",
+        "Ideal time = max(FLOPs / tensor-core peak, compulsory bytes / HBM bandwidth); ridge "
+        + ", ".join(f"{n} {r:.0f} FLOP/B" for n, r in ridge.items()) + ". Compulsory bytes: "
+        "q, k, v read and out written once (the backward: q, k, v, out, dO read, dq, dk, dv "
+        "written once).",
+        "",
+        "| case | mode | GFLOP | MB | FLOP/B | "
+        + " | ".join(f"ideal us {n}" for n in PEAKS)
+        + (f" | measured us | % of {gpu} roofline |" if gpu and measured else " |"),
+        "|---|---|---:|---:|---:|" + "---:|" * len(PEAKS)
+        + ("---:|---:|" if gpu and measured else ""),
+    ]
+    for case in cases:
+        for mode in modes:
+            r = roofline(case, mode, element_size)
+            cells = [f"{case.name}", mode, f"{r['gflop']:.3f}", f"{r['mb']:.2f}",
+                     f"{r['intensity']:.0f}", *(f"{r['ideal_us'][n]:.1f}" for n in PEAKS)]
+            if gpu and measured:
+                ms = measured.get((case.name, mode))
+                cells += (["n/a", "n/a"] if ms is None else
+                          [f"{ms * 1e3:.1f}", f"{100 * r['ideal_us'][gpu] / (ms * 1e3):.0f}%"])
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _fmt(ms: float | None) -> str:
@@ -622,6 +711,10 @@ def report(rows: list[Row], dtype, timing: bool, header: list[str]) -> str:
         parts += [f"{n} block-mask build {ms:.4f}" for n, ms in row.setup_ms.items()]
         lines.append(f"- {row.case.name} [{row.mode}]: " + "; ".join(parts))
     lines += ["", *targets(rows, dtype)]
+    measured = {(row.case.name, row.mode): row.ours[0] for row in rows if row.ours}
+    cases = list({row.case.name: row.case for row in rows}.values())
+    modes = list(dict.fromkeys(row.mode for row in rows))
+    lines += ["", *roofline_table(cases, modes, dtype.itemsize, measured)]
     return "\n".join(lines) + "\n"
 
 
@@ -670,9 +763,27 @@ def main(argv: list[str] | None = None) -> int:
         "--modes", nargs="+", choices=["fwd", "fwd+bwd"], default=["fwd", "fwd+bwd"]
     )
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--match", help="only the GPU cases whose name contains this text")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile competitors")
     parser.add_argument("--output", type=Path, help="write the markdown report here")
+    parser.add_argument("--roofline", action="store_true",
+                        help="only print the roofline model of the GPU cases (runs nothing)")
     args = parser.parse_args(argv)
+    if args.roofline:
+        cases = []
+        if args.suite in ("all", "gtpt"):
+            cases += gtpt_cases(tuple(args.batches))
+        if args.suite in ("all", "large"):
+            cases += large_cases()
+        if args.suite in ("all", "gathered"):
+            cases += gathered_cases()
+        element_size = getattr(torch, args.dtype).itemsize
+        text = "\n".join([f"# tokenprune attention kernels: roofline model ({args.dtype})", "",
+                          *roofline_table(cases, args.modes, element_size)]) + "\n"
+        print(text)
+        if args.output is not None:
+            write_text_atomic(args.output, text)
+        return 0
 
     dtype = getattr(torch, args.dtype) if GPU else torch.float32
     if GPU:
@@ -685,6 +796,9 @@ def main(argv: list[str] | None = None) -> int:
             gathered_list = gathered_cases()
     else:
         group_list, gathered_list = correctness_cases()
+    if args.match is not None and GPU:
+        group_list = [c for c in group_list if args.match in c.name]
+        gathered_list = [c for c in gathered_list if args.match in c.name]
     title = "timings" if GPU else "correctness only (no GPU: reduced mode, no timing)"
     header = [f"# tokenprune attention kernels: {title}", "", *environment(),
               f"dtype: {str(dtype).removeprefix('torch.')}"]  # fmt: skip

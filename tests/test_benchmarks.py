@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -24,6 +26,32 @@ def test_kernel_benchmark_correctness_mode(tmp_path):
         assert problems in ("-", "flex (eager): no backward"), row
 
 
+def test_roofline_by_hand():
+    """One MHSA case worked out by hand: B=1, H=2, N=128, D=64, bf16."""
+    from benchmarks.kernels import PEAKS, GroupCase, roofline
+
+    case = GroupCase("hand", 1, 1, 2, 128, 0, 64, dummy_mask=False)
+    flops = 4 * (2 * 128 * 128) * 64  # two matmuls over every (query, key) pair, 2 heads
+    tensor = 2 * 128 * 64 * 2  # bytes of q (or k, v, out)
+    nbytes = 4 * tensor + 4 * 2 * 128  # q, k, v read, out written, lse float32
+    r = roofline(case, "fwd", 2)
+    assert r["gflop"] == flops / 1e9 and r["mb"] == nbytes / 1e6
+    assert r["intensity"] == flops / nbytes
+    tflops, tbps = PEAKS["H100"]
+    assert r["ideal_us"]["H100"] == max(flops / (tflops * 1e12), nbytes / (tbps * 1e12)) * 1e6
+    both = roofline(case, "fwd+bwd", 2)
+    assert both["gflop"] == pytest.approx(3.5 * r["gflop"])  # five matmuls more backward
+    backward = 4 * tensor + tensor + 4 * 2 * 128 + 3 * tensor  # q, k, v, out, dO, lse; dq, dk, dv
+    assert both["mb"] == pytest.approx((nbytes + backward) / 1e6)
+
+
+def test_roofline_mode_runs_nothing(tmp_path):
+    output = tmp_path / "roofline.md"
+    assert main(["--roofline", "--suite", "gathered", "--output", str(output)]) == 0
+    text = output.read_text()
+    assert "| gtpt-S/B c2f b64 | fwd |" in text and "ideal us H200" in text
+
+
 def test_baselines_benchmark_smoke_run(tmp_path):
     from benchmarks.baselines import main as baselines_main
 
@@ -35,3 +63,29 @@ def test_baselines_benchmark_smoke_run(tmp_path):
     assert names[1:] == ["TokenPose-S-v1", "PPT-S / DPPT-S", "TokenPose-B", "PPT-B / DPPT-B",
                          "HEViTPose-T", "HEViTPose-S", "HEViTPose-B"]  # fmt: skip
     assert "PPT-B against the same weights unpruned: batch 1:" in report
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the check runs for minutes")
+def test_gpu_check_dry_run(tmp_path):
+    """The script for the day a GPU is lent runs every step at toy sizes on the CPU."""
+    from benchmarks.gpu_check import main as gpu_check
+
+    assert gpu_check(["--dry-run", "--output", str(tmp_path)]) == 0
+    report = (tmp_path / "gpu_check_cpu_dry_run.md").read_text()
+    assert "# tokenprune GPU check: CPU (dry run)" in report
+    rows = [line for line in report.splitlines() if line.startswith("| edge") or "toy" in line]
+    assert len(rows) == 7 and all(line.endswith("| ok |") for line in rows)
+    assert "| GTPT-T 64x48 | unpruned | torch |" in report
+    assert (tmp_path / "gpu_check_cpu_dry_run_kernels.md").is_file()
+    payload = json.loads((tmp_path / "gpu_check_cpu_dry_run.json").read_text())
+    assert payload["device"] == "CPU (dry run)" and len(payload["end_to_end"]) == 2
+
+
+def test_gpu_check_refuses_to_run_without_a_gpu_unless_dry(capsys):
+    from benchmarks.gpu_check import main as gpu_check
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit):
+        gpu_check([])
+    assert "pass --dry-run" in capsys.readouterr().err

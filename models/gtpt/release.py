@@ -14,36 +14,16 @@ seed, steps, training wall time and the final evaluation, plus the software vers
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import platform
 import sys
 from pathlib import Path
 
-import torch
-
 from models.common.atomic import write_text_atomic
-from models.common.checkpoint import save_atomic
 from models.common.curves import plot_learning_curve, read_learning_curve
+from models.common.release import save_half_precision, software, training_seconds
 from models.pose.engine import evaluation_weights, load_training_checkpoint
 
 from .pretrained import PRETRAINED
-
-#: Gaps between logged steps longer than this many times the median gap are pauses (a run
-#: stopped and resumed in a later session), not training time.
-PAUSE_FACTOR = 20.0
-
-
-def training_seconds(metrics: Path) -> float:
-    """Wall time between the first and last logged step, less pauses (see
-    :data:`PAUSE_FACTOR`)."""
-    times = [json.loads(line)["time"] for line in metrics.read_text().splitlines()
-             if line.strip() and '"loss"' in line]  # fmt: skip
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    if not gaps:
-        return 0.0
-    typical = sorted(gaps)[len(gaps) // 2]
-    return float(sum(g for g in gaps if g <= PAUSE_FACTOR * typical))
 
 
 def _last_evaluation(metrics: Path) -> dict:
@@ -74,17 +54,12 @@ def release(name: str, stages: list[tuple[Path, Path]]) -> dict:
             "final_evaluation": _last_evaluation(metrics),
         })  # fmt: skip
         offset += steps
-    final = evaluation_weights(state)
-    weights = {key: value.half() if value.is_floating_point() else value
-               for key, value in final.items()}  # fmt: skip
-    save_atomic(weights, entry.path)
+    save_half_precision(evaluation_weights(state), entry.path)
     curve = entry.path.with_name(entry.path.stem + "_curve.png")
     plot_learning_curve(curves, curve, "AP", f"{name}: loss and AP (published keep rates)")
     record = {
         "name": name, "weights": entry.path.name, "curve": curve.name,
-        "stages": record_stages, "total_steps": offset,
-        "torch": torch.__version__, "python": platform.python_version(),
-        "machine": platform.machine(), "processor": platform.processor(),
+        "stages": record_stages, "total_steps": offset, **software(),
     }  # fmt: skip
     write_text_atomic(entry.path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     return record

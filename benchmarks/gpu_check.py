@@ -1,0 +1,262 @@
+"""One command for the day a GPU is lent: kernel correctness, the kernel benchmark and GTPT-S
+end to end, written with the device's name.
+
+    python -m benchmarks.gpu_check               # on an H100/H200: about 6 minutes
+    python -m benchmarks.gpu_check --dry-run     # every step at toy sizes, on the CPU (CI)
+
+1. **Correctness** in float16 and bfloat16 against a float32 PyTorch reference, forward and
+   backward (outputs and every input gradient), for group and gathered attention: GTPT's stage
+   shapes (GTPT-T and GTPT-S/B, batch 8), edge sizes (one token, one group, every slot shared,
+   one key, a sample whose keys are all masked), a launch of more than 65,535
+   (batch, group, head) rows (GTPT's fine stage at batch 2,731) and a 16,384-token sequence.
+2. **The kernel benchmark** (:mod:`benchmarks.kernels`) at GTPT-S/B's COCO stages, batch 64,
+   bfloat16: ours against SDPA (math, efficient, cuDNN, flash), FlexAttention with a block mask,
+   gather + SDPA and compiled eager code, with the roofline of every case.
+3. **GTPT-S end to end**: 256x192 inputs, batch 64, float16, inference; the published keep
+   rates against the unpruned model, on the Triton and the PyTorch attention backends.
+
+Results: ``benchmarks/results/gpu_check_<device>.md`` and ``.json`` (``--output`` sets the
+folder); the kernel benchmark's own report beside them. The exit status is 1 when a correctness
+case fails. ``--dry-run`` runs the same code at toy sizes without a GPU (the kernels in
+Triton's interpreter, timings on the CPU) so that the script is known to run before a GPU is
+spent on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from benchmarks import kernels  # sets TRITON_INTERPRET on a machine without a GPU
+from benchmarks.kernels import (
+    DEVICE,
+    GPU,
+    GatheredCase,
+    GroupCase,
+    GroupInputs,
+    forward_backward,
+    gathered_ours,
+    group_ours,
+    make_gathered_inputs,
+    make_group_inputs,
+    reference,
+)
+from models.common.atomic import write_text_atomic
+from models.gtpt.build import build_gtpt
+
+#: max |error| / max(|reference|, 1) allowed per dtype (outputs and gradients)
+TOLERANCE = {torch.float16: 2e-2, torch.bfloat16: 6e-2}
+DTYPES = (torch.float16, torch.bfloat16)
+
+
+@dataclass
+class CorrectnessResult:
+    case: str
+    dtype: str
+    max_error: dict  # "out", "grad 0", "grad 1" -> max |error| / max(|reference|, 1)
+    problem: str | None
+
+
+def correctness_cases(dry_run: bool) -> list[tuple[str, object]]:
+    """``(name, case or inputs factory)`` pairs; factories build inputs a case cannot say."""
+    if dry_run:
+        stages = [GroupCase("gtpt-like", 2, 3, 2, 21, 3, 24, dummy_mask=True),
+                  GroupCase("mhsa", 2, 1, 2, 33, 0, 16, dummy_mask=False)]  # fmt: skip
+        big_grid = GroupCase("many rows (toy)", 5, 3, 2, 9, 2, 16, dummy_mask=True)
+        long = GroupCase("long (toy) N=80", 1, 1, 2, 80, 0, 32, dummy_mask=False)
+        gathered = [GatheredCase("c2f-like", 2, 3, 2, 9, 20, 13, 24)]
+    else:
+        stages = [c for c in kernels.gtpt_cases((8,)) if "training" not in c.name]
+        big_grid = GroupCase("B*G*H=65,544 (GTPT fine stage, batch 2,731)", 2731, 3, 8, 82, 6,
+                             24, dummy_mask=True)  # fmt: skip
+        long = GroupCase("long N=16384 d=64", 1, 1, 4, 16384, 0, 64, dummy_mask=False)
+        gathered = kernels.gathered_cases()[:1] + [
+            GatheredCase("gathered large 2048 of 4096", 1, 1, 4, 2048, 4096, 2048, 64)
+        ]
+    edges = [
+        GroupCase("edge: one token", 2, 1, 2, 1, 0, 16, dummy_mask=False),
+        GroupCase("edge: one group, nothing shared", 2, 1, 2, 17, 0, 24, dummy_mask=False),
+        GroupCase("edge: every slot shared", 2, 3, 2, 6, 6, 24, dummy_mask=True),
+        GatheredCase("edge: one query, one key", 2, 2, 2, 1, 5, 1, 16),
+    ]
+    cases: list[tuple[str, object]] = [(c.name, c) for c in [*stages, *edges, big_grid, long]]
+    cases += [(c.name, c) for c in gathered]
+    cases.append(("edge: a sample whose keys are all masked", _all_masked_inputs))
+    return cases
+
+
+def _all_masked_inputs(dtype: torch.dtype) -> GroupInputs:
+    inputs = make_group_inputs(GroupCase("masked", 2, 3, 2, 11, 2, 24, dummy_mask=True), dtype)
+    inputs.key_mask[1] = False  # sample 1 sees no key: zero output, no gradient
+    return inputs
+
+
+def check_case(name: str, case, dtype: torch.dtype) -> CorrectnessResult:
+    if callable(case):
+        inputs = case(dtype)
+        ours = group_ours
+    elif isinstance(case, GroupCase):
+        inputs, ours = make_group_inputs(case, dtype), group_ours
+    else:
+        inputs, ours = make_gathered_inputs(case, dtype), gathered_ours
+    want_out, want_grads, grad_out = reference(inputs, with_backward=True)
+    label = str(dtype).removeprefix("torch.")
+    try:
+        out, grads = forward_backward(ours, inputs, grad_out.to(dtype))
+        torch.cuda.synchronize() if GPU else None
+    except Exception as error:  # reported, and the run fails
+        return CorrectnessResult(name, label, {}, f"{type(error).__name__}: {error}"[:300])
+    errors = {}
+    for key, got, want in [("out", out, want_out),
+                           *((f"grad {i}", g, w) for i, (g, w) in
+                             enumerate(zip(grads, want_grads, strict=True)))]:  # fmt: skip
+        scale = max(want.abs().max().item(), 1.0)
+        errors[key] = (got.float() - want).abs().max().item() / scale
+    bad = [f"{k} {v:.3g}" for k, v in errors.items() if not v <= TOLERANCE[dtype]]
+    problem = None if not bad else f"error above {TOLERANCE[dtype]}: " + ", ".join(bad)
+    return CorrectnessResult(name, label, errors, problem)
+
+
+def _median_ms(fn, repeats: int) -> float:
+    if GPU:
+        import triton
+
+        return triton.testing.do_bench(fn, return_mode="median")
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return sorted(times)[len(times) // 2]
+
+
+def set_attention_backend(model: torch.nn.Module, backend: str) -> None:
+    """Point every attention module of ``model`` at ``backend``."""
+    for module in model.modules():
+        if hasattr(module, "backend") and isinstance(module.backend, str):
+            module.backend = backend
+
+
+def end_to_end(dry_run: bool) -> list[dict]:
+    """Milliseconds per GTPT forward: published keep rates and unpruned, per backend."""
+    if dry_run:
+        variant, size, batch, dtype, backends = "t", (64, 48), 2, torch.float32, ("torch",)
+    else:
+        variant, size, batch, dtype, backends = "s", (256, 192), 64, torch.float16, (
+            "triton", "torch")  # fmt: skip
+    rows = []
+    images = torch.randn(batch, 3, *size, device=DEVICE, dtype=dtype)
+    for rates_name, rates in (("published keep rates", None), ("unpruned", [1.0] * 4)):
+        torch.manual_seed(0)
+        model = build_gtpt(variant, "coco", rates, size).eval().to(DEVICE, dtype)
+        for backend in backends:
+            set_attention_backend(model, backend)
+            with torch.no_grad():
+                ms = _median_ms(lambda m=model: m(images), repeats=3)
+            rows.append({"model": f"GTPT-{variant.upper()} {size[0]}x{size[1]}",
+                         "keep_rates": rates_name, "backend": backend, "batch": batch,
+                         "dtype": str(dtype).removeprefix("torch."), "ms": ms})  # fmt: skip
+    return rows
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name() if GPU else "CPU (dry run)"
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def report(results: list[CorrectnessResult], e2e: list[dict], header: list[str],
+           benchmark_file: Path | None, seconds: dict) -> str:  # fmt: skip
+    lines = [*header, "", "## 1. correctness against a float32 reference (forward and backward)",
+             "", "| case | dtype | max error out | max error grads | verdict |",
+             "|---|---|---:|---:|---|"]  # fmt: skip
+    for r in results:
+        grads = [v for k, v in r.max_error.items() if k.startswith("grad")]
+        lines.append(
+            f"| {r.case} | {r.dtype} | {r.max_error.get('out', float('nan')):.2e} | "
+            f"{max(grads, default=float('nan')):.2e} | {r.problem or 'ok'} |"
+        )
+    lines += ["", "## 2. kernel benchmark", ""]
+    lines.append(f"See [{benchmark_file.name}]({benchmark_file.name})." if benchmark_file
+                 else "Not run.")  # fmt: skip
+    lines += ["", "## 3. GTPT end to end (inference, median ms per batch)", "",
+              "| model | keep rates | backend | batch | dtype | ms | speed-up of pruning |",
+              "|---|---|---|---:|---|---:|---:|"]  # fmt: skip
+    unpruned = {r["backend"]: r["ms"] for r in e2e if r["keep_rates"] == "unpruned"}
+    for r in e2e:
+        ratio = unpruned[r["backend"]] / r["ms"]
+        lines.append(f"| {r['model']} | {r['keep_rates']} | {r['backend']} | {r['batch']} | "
+                     f"{r['dtype']} | {r['ms']:.2f} | {ratio:.2f}x |")  # fmt: skip
+    lines += ["", "Seconds per step: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dry-run", action="store_true",
+                        help="toy sizes on the CPU (the kernels in Triton's interpreter)")
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results"),
+                        help="folder of the results")  # fmt: skip
+    parser.add_argument("--skip-benchmark", action="store_true", help="skip step 2")
+    args = parser.parse_args(argv)
+    if not GPU and not args.dry_run:
+        parser.error("no CUDA GPU here: run on a GPU, or pass --dry-run")
+    header = [f"# tokenprune GPU check: {device_name()}", "", *kernels.environment()]
+    print("\n".join(header), flush=True)
+    stem = "gpu_check_" + _slug(device_name())
+    seconds: dict[str, float] = {}
+
+    start = time.perf_counter()
+    results = []
+    for dtype in DTYPES:
+        if not GPU and dtype == torch.bfloat16:
+            continue  # Triton's interpreter computes bfloat16 wrongly (numpy has no bfloat16)
+        for name, case in correctness_cases(args.dry_run):
+            result = check_case(name, case, dtype)
+            results.append(result)
+            print(f"[correctness] {name} {result.dtype}: {result.problem or 'ok'}", flush=True)
+    seconds["correctness"] = time.perf_counter() - start
+
+    benchmark_file = None
+    if not args.skip_benchmark:
+        start = time.perf_counter()
+        benchmark_file = args.output / f"{stem}_kernels.md"
+        # GTPT-S/B's COCO stages at batch 64 and its coarse-to-fine gathered step
+        flags = ["--no-compile"] if args.dry_run else [
+            "--suite", "all", "--match", "gtpt-S/B c", "--batches", "64", "--dtype", "bfloat16",
+        ]  # fmt: skip
+        kernels.main([*flags, "--output", str(benchmark_file)])
+        seconds["benchmark"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    e2e = end_to_end(args.dry_run)
+    seconds["end to end"] = time.perf_counter() - start
+    for row in e2e:
+        print(f"[end to end] {row}", flush=True)
+
+    text = report(results, e2e, header, benchmark_file, seconds)
+    print(text)
+    args.output.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.output / f"{stem}.md", text)
+    payload = {"device": device_name(), "environment": kernels.environment(),
+               "correctness": [asdict(r) for r in results], "end_to_end": e2e,
+               "seconds": seconds}  # fmt: skip
+    write_text_atomic(args.output / f"{stem}.json", json.dumps(payload, indent=2) + "\n")
+    failed = [r for r in results if r.problem]
+    if failed:
+        print(f"FAILED: {len(failed)} correctness cases", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
