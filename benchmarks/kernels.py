@@ -763,7 +763,8 @@ def main(argv: list[str] | None = None) -> int:
         "--modes", nargs="+", choices=["fwd", "fwd+bwd"], default=["fwd", "fwd+bwd"]
     )
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
-    parser.add_argument("--match", help="only the GPU cases whose name contains this text")
+    parser.add_argument("--match", nargs="+",
+                        help="only the GPU cases whose name contains one of these texts")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile competitors")
     parser.add_argument("--output", type=Path, help="write the markdown report here")
     parser.add_argument("--roofline", action="store_true",
@@ -797,8 +798,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         group_list, gathered_list = correctness_cases()
     if args.match is not None and GPU:
-        group_list = [c for c in group_list if args.match in c.name]
-        gathered_list = [c for c in gathered_list if args.match in c.name]
+        group_list = [c for c in group_list if any(m in c.name for m in args.match)]
+        gathered_list = [c for c in gathered_list if any(m in c.name for m in args.match)]
     title = "timings" if GPU else "correctness only (no GPU: reduced mode, no timing)"
     header = [f"# tokenprune attention kernels: {title}", "", *environment(),
               f"dtype: {str(dtype).removeprefix('torch.')}"]  # fmt: skip
