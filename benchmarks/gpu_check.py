@@ -8,7 +8,8 @@ end to end, written with the device's name.
    backward (outputs and every input gradient), for group and gathered attention: GTPT's stage
    shapes (GTPT-T and GTPT-S/B, batch 8), edge sizes (one token, one group, every slot shared,
    one key, a sample whose keys are all masked), a launch of more than 65,535
-   (batch, group, head) rows (GTPT's fine stage at batch 2,731) and a 16,384-token sequence.
+   (batch, group, head) rows (GTPT's fine stage at batch 2,731), a 16,384-token sequence and a
+   key buffer of 2**30 elements (int64 offsets).
 2. **The kernel benchmark** (:mod:`benchmarks.kernels`) at three of GTPT-S/B's calls (an MHSA
    stage, an MHGA stage, the coarse-to-fine step), batch 64, bfloat16: ours against SDPA (math,
    efficient, cuDNN, flash), FlexAttention with a block mask, gather + SDPA and compiled eager
@@ -17,8 +18,9 @@ end to end, written with the device's name.
    rates against the unpruned model, on the Triton and the PyTorch attention backends.
 
 Results: ``benchmarks/results/gpu_check_<device>.md`` and ``.json`` (``--output`` sets the
-folder); the kernel benchmark's own report beside them. The exit status is 1 when a correctness
-case fails. ``--dry-run`` runs the same code at toy sizes without a GPU (the kernels in
+folder), rewritten after every case, so a run cut short keeps what it measured; the kernel
+benchmark's own report beside them. The exit status is 1 when a correctness case or a step
+fails. ``--dry-run`` runs the same code at toy sizes without a GPU (the kernels in
 Triton's interpreter, timings on the CPU) so that the script is known to run before a GPU is
 spent on it.
 """
@@ -79,7 +81,9 @@ def correctness_cases(dry_run: bool) -> list[tuple[str, object]]:
                              24, dummy_mask=True)  # fmt: skip
         long = GroupCase("long N=16384 d=64", 1, 1, 4, 16384, 0, 64, dummy_mask=False)
         gathered = kernels.gathered_cases()[:1] + [
-            GatheredCase("gathered large 2048 of 4096", 1, 1, 4, 2048, 4096, 2048, 64)
+            GatheredCase("gathered large 2048 of 4096", 1, 1, 4, 2048, 4096, 2048, 64),
+            # a key buffer of 2**30 elements: the launches compute offsets in int64
+            GatheredCase("int64 offsets: 64 of 2**24 buffer rows", 1, 1, 1, 64, 2**24, 64, 64),
         ]
     edges = [
         GroupCase("edge: one token", 2, 1, 2, 1, 0, 16, dummy_mask=False),
@@ -100,19 +104,19 @@ def _all_masked_inputs(dtype: torch.dtype) -> GroupInputs:
 
 
 def check_case(name: str, case, dtype: torch.dtype) -> CorrectnessResult:
-    if callable(case):
-        inputs = case(dtype)
-        ours = group_ours
-    elif isinstance(case, GroupCase):
-        inputs, ours = make_group_inputs(case, dtype), group_ours
-    else:
-        inputs, ours = make_gathered_inputs(case, dtype), gathered_ours
-    want_out, want_grads, grad_out = reference(inputs, with_backward=True)
     label = str(dtype).removeprefix("torch.")
     try:
+        if callable(case):
+            inputs, ours = case(dtype), group_ours
+        elif isinstance(case, GroupCase):
+            inputs, ours = make_group_inputs(case, dtype), group_ours
+        else:
+            inputs, ours = make_gathered_inputs(case, dtype), gathered_ours
+        want_out, want_grads, grad_out = reference(inputs, with_backward=True)
         out, grads = forward_backward(ours, inputs, grad_out.to(dtype))
-        torch.cuda.synchronize() if GPU else None
-    except Exception as error:  # reported, and the run fails
+        if GPU:
+            torch.cuda.synchronize()
+    except Exception as error:  # reported, and the run fails (a CUDA error may end it)
         return CorrectnessResult(name, label, {}, f"{type(error).__name__}: {error}"[:300])
     errors = {}
     for key, got, want in [("out", out, want_out),
@@ -177,7 +181,7 @@ def _slug(name: str) -> str:
 
 
 def report(results: list[CorrectnessResult], e2e: list[dict], header: list[str],
-           benchmark_file: Path | None, seconds: dict) -> str:  # fmt: skip
+           benchmark_file: Path | None, seconds: dict, problems: dict) -> str:  # fmt: skip
     lines = [*header, "", "## 1. correctness against a float32 reference (forward and backward)",
              "", "| case | dtype | max error out | max error grads | verdict |",
              "|---|---|---:|---:|---|"]  # fmt: skip
@@ -195,9 +199,10 @@ def report(results: list[CorrectnessResult], e2e: list[dict], header: list[str],
               "|---|---|---|---:|---|---:|---:|"]  # fmt: skip
     unpruned = {r["backend"]: r["ms"] for r in e2e if r["keep_rates"] == "unpruned"}
     for r in e2e:
-        ratio = unpruned[r["backend"]] / r["ms"]
+        ratio = f"{unpruned[r['backend']] / r['ms']:.2f}x" if r["backend"] in unpruned else "-"
         lines.append(f"| {r['model']} | {r['keep_rates']} | {r['backend']} | {r['batch']} | "
-                     f"{r['dtype']} | {r['ms']:.2f} | {ratio:.2f}x |")  # fmt: skip
+                     f"{r['dtype']} | {r['ms']:.2f} | {ratio} |")  # fmt: skip
+    lines += [""] + [f"**{step} failed:** {problem}" for step, problem in problems.items()]
     lines += ["", "Seconds per step: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())]
     return "\n".join(lines) + "\n"
 
@@ -217,8 +222,23 @@ def main(argv: list[str] | None = None) -> int:
     stem = "gpu_check_" + _slug(device_name())
     seconds: dict[str, float] = {}
 
+    results: list[CorrectnessResult] = []
+    e2e: list[dict] = []
+    problems: dict[str, str] = {}
+    benchmark_file = None
+
+    def save() -> None:
+        """Write what has been measured so far: a CUDA error or a time limit ends a run early,
+        and the cases before it must not be lost."""
+        args.output.mkdir(parents=True, exist_ok=True)
+        text = report(results, e2e, header, benchmark_file, seconds, problems)
+        write_text_atomic(args.output / f"{stem}.md", text)
+        payload = {"device": device_name(), "environment": kernels.environment(),
+                   "correctness": [asdict(r) for r in results], "end_to_end": e2e,
+                   "problems": problems, "seconds": seconds}  # fmt: skip
+        write_text_atomic(args.output / f"{stem}.json", json.dumps(payload, indent=2) + "\n")
+
     start = time.perf_counter()
-    results = []
     for dtype in DTYPES:
         if not GPU and dtype == torch.bfloat16:
             continue  # Triton's interpreter computes bfloat16 wrongly (numpy has no bfloat16)
@@ -226,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
             result = check_case(name, case, dtype)
             results.append(result)
             print(f"[correctness] {name} {result.dtype}: {result.problem or 'ok'}", flush=True)
+            save()
     seconds["correctness"] = time.perf_counter() - start
 
-    benchmark_file = None
     if not args.skip_benchmark:
         start = time.perf_counter()
         benchmark_file = args.output / f"{stem}_kernels.md"
@@ -237,27 +257,28 @@ def main(argv: list[str] | None = None) -> int:
             "--suite", "all", "--batches", "64", "--dtype", "bfloat16", "--match",
             "S/B coco L1-L4", "S/B coco L7-L10", "S/B c2f b64",
         ]  # fmt: skip
-        kernels.main([*flags, "--output", str(benchmark_file)])
+        try:
+            if kernels.main([*flags, "--output", str(benchmark_file)]) != 0:
+                problems["benchmark"] = "our kernel failed a case (see the benchmark report)"
+        except Exception as error:  # recorded; the other steps still run
+            problems["benchmark"] = f"{type(error).__name__}: {error}"[:300]
         seconds["benchmark"] = time.perf_counter() - start
+        save()
 
     start = time.perf_counter()
-    e2e = end_to_end(args.dry_run)
+    try:
+        e2e.extend(end_to_end(args.dry_run))
+    except Exception as error:
+        problems["end to end"] = f"{type(error).__name__}: {error}"[:300]
     seconds["end to end"] = time.perf_counter() - start
     for row in e2e:
         print(f"[end to end] {row}", flush=True)
-
-    text = report(results, e2e, header, benchmark_file, seconds)
-    print(text)
-    args.output.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.output / f"{stem}.md", text)
-    payload = {"device": device_name(), "environment": kernels.environment(),
-               "correctness": [asdict(r) for r in results], "end_to_end": e2e,
-               "seconds": seconds}  # fmt: skip
-    write_text_atomic(args.output / f"{stem}.json", json.dumps(payload, indent=2) + "\n")
+    save()
+    print((args.output / f"{stem}.md").read_text())
     failed = [r for r in results if r.problem]
-    if failed:
-        print(f"FAILED: {len(failed)} correctness cases", file=sys.stderr)
-    return 1 if failed else 0
+    if failed or problems:
+        print(f"FAILED: {len(failed)} correctness cases; {problems or ''}", file=sys.stderr)
+    return 1 if failed or problems else 0
 
 
 if __name__ == "__main__":

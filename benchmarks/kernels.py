@@ -589,8 +589,9 @@ PEAKS = {"H100": (989.0, 3.35), "H200": (989.0, 4.8)}
 
 
 def compulsory_bytes(case, mode: str, element_size: int) -> int:
-    """Bytes every implementation must move: q, k, v read and the output (and log-sum-exp,
-    float32) written once; the backward also reads the output, its gradient and the
+    """Bytes every implementation must move: q, k, v read (for gathered attention the selected
+    buffer rows, counted as ``min(T, G * Nk)`` per batch and head) and the output (and
+    log-sum-exp, float32) written once; the backward also reads the output, its gradient and the
     log-sum-exp and writes dq, dk and dv once."""
     if isinstance(case, GroupCase):
         rows_q = case.batch * case.groups * case.heads * case.tokens
@@ -598,7 +599,8 @@ def compulsory_bytes(case, mode: str, element_size: int) -> int:
         stats = rows_q
     else:
         rows_q = case.batch * case.groups * case.heads * case.queries
-        rows_kv = case.batch * case.heads * case.buffer
+        # the selected buffer rows only: at most the buffer, at most every group's picks
+        rows_kv = case.batch * case.heads * min(case.buffer, case.groups * case.keys)
         stats = rows_q
     q = out = rows_q * case.head_dim * element_size
     kv = 2 * rows_kv * case.head_dim * element_size
@@ -624,6 +626,8 @@ def device_peak_name() -> str | None:
     if not GPU:
         return None
     name = torch.cuda.get_device_name()
+    if "PCIe" in name or "GH200" in name or "NVL" in name:
+        return None  # other clocks and bandwidth than the SXM parts of PEAKS
     return next((gpu for gpu in PEAKS if gpu in name), None)
 
 

@@ -45,6 +45,18 @@ def test_roofline_by_hand():
     assert both["mb"] == pytest.approx((nbytes + backward) / 1e6)
 
 
+def test_gathered_roofline_counts_the_selected_rows_only():
+    from benchmarks.kernels import GatheredCase, compulsory_bytes
+
+    def kv_bytes(buffer, groups, keys):
+        case = GatheredCase("g", 1, groups, 1, 4, buffer, keys, 16)
+        q_out_lse = 2 * (groups * 4 * 16 * 2) + 4 * groups * 4
+        return compulsory_bytes(case, "fwd", 2) - q_out_lse
+
+    assert kv_bytes(1000, 2, 10) == 2 * 20 * 16 * 2  # 20 picked rows of k and v
+    assert kv_bytes(15, 2, 10) == 2 * 15 * 16 * 2  # never more than the buffer
+
+
 def test_roofline_mode_runs_nothing(tmp_path):
     output = tmp_path / "roofline.md"
     assert main(["--roofline", "--suite", "gathered", "--output", str(output)]) == 0

@@ -316,3 +316,27 @@ def test_default_mode_uses_atomics():
         out, lse = gathered_attention_forward(q, q[:, 0], q[:, 0], index, None, 0.25)
         gathered_attention_backward(out, q, q[:, 0], q[:, 0], index, None, out, lse, 0.25)
     assert launches[-1].kwargs["PER_SLOT"] is False
+
+
+def test_size_one_axes_with_odd_strides_are_not_promised_aligned():
+    """Padded lanes of a tile step along size-1 axes too (a one-token group, one group): their
+    strides must keep rows aligned as well."""
+    odd = torch.empty_strided((1, 1, 1, 1, 24), (1000, 1000, 1000, 5, 1), device="meta")
+    assert _common.row_alignment(24, odd) == 1
+    even = torch.empty_strided((1, 1, 1, 1, 24), (1000, 1000, 1000, 24, 1), device="meta")
+    assert _common.row_alignment(24, even) == ALIGN_ELEMENTS
+
+
+def test_int32_gather_indices_reach_the_kernels_as_int64():
+    """With wide offsets ``row * stride`` is computed in the index's dtype: the launchers
+    widen an int32 index (the ops accept it when called directly)."""
+    q = torch.randn(1, 2, 1, 3, 16)
+    buffer = torch.randn(1, 1, 6, 16)
+    index = torch.tensor([[[0, 5], [3, 3]]], dtype=torch.int32)
+    with capture_launches() as launches:
+        out, lse = gathered_attention_forward(q, buffer, buffer, index, None, 0.25)
+        gathered_attention_backward(out, q, buffer, buffer, index, None, out, lse, 0.25)
+    assert all(record.args[3].dtype == torch.int64 for record in launches)
+    ours = torch.ops.tokenprune.gathered_attention(q, buffer, buffer, index, None, 0.25)[0]
+    expected = gathered_attention(q, buffer, buffer, index.long(), scale=0.25, backend="torch")
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)

@@ -86,7 +86,9 @@ def block_config(num_queries: int, num_keys: int, head_dim: int, kind: str = "fw
         wide = block_m == 128 or (block_m >= 32 and block_d >= 128)
         wide = wide or (block_m == 64 and block_d >= 64)
         num_warps = 8 if wide else 4
-        num_stages = 2 if block_d >= 128 else 3
+        # three stages of 64 x 64 tiles spill on sm_80 when the scoring logits are stored;
+        # two stages of 128 x 64 tiles spill there too (aot_check)
+        num_stages = 2 if block_d >= 128 or (block_d == 64 and block_m == 64) else 3
     elif kind == "bwd_dq":
         # dq, q and dO stay resident and each key tile makes four [M, N] float32 tiles
         block_m = min(block_m, 64)
@@ -97,6 +99,8 @@ def block_config(num_queries: int, num_keys: int, head_dim: int, kind: str = "fw
     else:
         # a key tile keeps k, v, dk and dv resident; the query tile it loops over stays small
         block_m = 16 if num_queries <= 16 else 32
+        if block_d >= 64:
+            block_n = 32  # 64 x 64 k, v, dk and dv tiles spill on sm_80
         num_warps = 8 if block_d >= 64 or (block_n == 64 and block_d >= 32) else 4
         num_stages = 2
     return BlockConfig(block_m, block_n, block_d, num_warps, num_stages)
@@ -139,8 +143,8 @@ def row_alignment(head_dim: int, *tensors: torch.Tensor) -> int:
             return 1
         if t.device.type != "meta" and t.data_ptr() % 16:
             return 1
-        pairs = zip(t.shape[:-1], t.stride()[:-1], strict=True)
-        if any(size > 1 and stride % ALIGN_ELEMENTS for size, stride in pairs):
+        # every stride, size-1 axes included: padded lanes of a tile step along them too
+        if any(stride % ALIGN_ELEMENTS for stride in t.stride()[:-1]):
             return 1
     return ALIGN_ELEMENTS
 

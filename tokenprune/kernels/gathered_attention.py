@@ -230,6 +230,7 @@ def gathered_attention_forward(
 ) -> tuple[Tensor, Tensor]:
     """Launch the forward kernel; returns ``(out [B, G, H, Nq, D], lse [B, G, H, Nq])``."""
     check_launchable(q, k, v)
+    index = index.long()  # row * stride in int64 when the launch needs wide offsets
     batch, groups, heads, num_queries, head_dim = q.shape
     num_keys = index.shape[-1]
     out = empty_like_heads_last(q)
@@ -269,6 +270,7 @@ def gathered_attention_backward(
     """Launch the backward kernels; returns ``(dq, dk, dv)`` shaped like ``q, k, v``. Rows
     without a visible key pass no gradient back."""
     check_launchable(q, k, v, grad_out)
+    index = index.long()  # row * stride in int64 when the launch needs wide offsets
     # see group_attention_backward: a row without keys passes no gradient back, NaN included
     grad_out = grad_out.masked_fill((lse == float("-inf"))[..., None], 0.0)
     grad_out = grad_out.to(q.dtype)  # tl.dot needs operands of one dtype
