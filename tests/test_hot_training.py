@@ -1,14 +1,16 @@
-"""HoT's loss, the 3-D lifting trainer (exact resume, seq2frame), evaluation and the demo."""
+"""HoT's loss, the 3-D lifting trainer (exact resume, seq2frame) and evaluation.
+
+The shipped weights and the demo: ``test_hot_pretrained.py``."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 import torch
 
 from models.common.checkpoint import load_state_dict_file
-from models.hot.demo import main as demo_main
 from models.hot.evaluation import evaluate, predict_sequence
 from models.hot.loss import H36M_JOINT_WEIGHTS, lifting_loss
 from models.hot.train import LiftingConfig, LiftingTrainer
@@ -139,9 +141,19 @@ def test_cli_trains_and_evaluates_our_checkpoint(motion, tmp_path, capsys):
     assert '"MPJPE"' in capsys.readouterr().out
 
 
-def test_demo_quick(tmp_path, capsys):
-    assert demo_main(["--quick", "--data", str(tmp_path / "data"),
-                      "--output", str(tmp_path / "out")]) == 0  # fmt: skip
-    table = (tmp_path / "out" / "results.md").read_text()
-    assert "| HoT w. MixSTE | 27 -> 9 after loop 1 |" in table
-    assert "| mean training pose |" in table
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True])
+def test_log_every_must_be_a_positive_int(bad):
+    with pytest.raises(ValueError, match="log_every must be a positive integer"):
+        replace(TINY, log_every=bad)
+
+
+def test_the_log_has_mean_losses_and_evaluations_at_their_step(motion, tmp_path):
+    _, train, test = motion
+    trainer = LiftingTrainer(replace(TINY, max_steps=4, log_every=2), train, test, tmp_path)
+    trainer.fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = [r for r in records if "loss" in r]
+    assert [r["step"] for r in losses] == [2, 4] and all(r["loss"] > 0 for r in losses)
+    assert all("time" in r for r in losses)
+    evaluation = next(r for r in records if "MPJPE" in r)
+    assert evaluation["step"] == 4 and evaluation["MPJPE"] > 0

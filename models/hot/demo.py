@@ -1,14 +1,21 @@
-"""HoT demo on one CPU: synthetic motion, a few minutes of training, MixSTE with and without HoT.
+"""HoT demo on one CPU: shipped MixSTE and HoT w. MixSTE weights on synthetic motion.
 
-1. writes the synthetic 3-D motion set (``data/synthetic3d``, once);
-2. trains a small MixSTE (27 frames, width 64, 8 loops) and the same model with HoT (9 of the
-   27 frames kept after loop 1, recovered before the head) for the same number of steps;
-3. prints MPJPE and P-MPJPE (mm, flip test), parameters, FLOPs (HoT's convention and with
-   attention) and CPU latency per clip, next to a baseline that predicts the training set's
-   mean pose for every frame; writes ``runs/hot_demo/results.md``.
+1. writes the synthetic 3-D motion set (``data/synthetic3d``: 300 frames per sequence, seed 0;
+   once);
+2. loads the shipped weights (:mod:`models.hot.pretrained`: 27-frame clips, width 64, 8 loops;
+   HoT keeps 9 of the 27 frames after loop 1 and recovers them before the head), trained by this
+   project on a larger set from the same generator; with ``--from-scratch`` it trains both
+   models for ``--steps`` steps instead;
+3. prints MPJPE and P-MPJPE (mm, flip test) on the test subjects (S9, S11), parameters, FLOPs
+   (HoT's convention and with attention) and CPU latency per clip (the models taking turns),
+   next to a baseline that predicts the training set's mean pose for every frame;
+4. fine-tunes HoT w. MixSTE for ``--finetune-steps`` steps on the training subjects and
+   evaluates it again, to show that training runs;
+5. writes ``runs/hot_demo/results.md`` and ``results.json``.
 
-    python -m models.hot.demo
-    python -m models.hot.demo --quick       # a smoke run (a few steps, tiny data)
+    python -m models.hot.demo                   # under a minute on 2 cores
+    python -m models.hot.demo --from-scratch    # train both for --steps steps instead
+    python -m models.hot.demo --quick           # a smoke run (a few steps, tiny data)
 """
 
 from __future__ import annotations
@@ -29,10 +36,18 @@ from models.pose3d.h36m import PoseSequence, load_split
 from models.pose3d.synthetic import ACTIONS, SUBJECTS, write_dataset
 from tokenprune import count_flops
 
-from .evaluation import score_sequences
+from .evaluation import evaluate, score_sequences
+from .model import MixSTE
+from .pretrained import PRETRAINED, load_pretrained
 from .train import LiftingConfig, LiftingTrainer
 
-NAMES = {"mixste": "MixSTE", "hot": "HoT w. MixSTE"}
+#: (variant, shipped weights, row name), in the table's order
+MODELS = (
+    ("mixste", "mixste_synthetic", "MixSTE"),
+    ("hot", "hot_mixste_synthetic", "HoT w. MixSTE"),
+)
+#: HoT's published learning rate, for the fine-tune of converged weights
+FINETUNE_LR = 4e-5
 
 
 def ensure_data(root: Path, frames: int, seed: int = 0) -> None:
@@ -53,73 +68,139 @@ def mean_pose_baseline(train: list[PoseSequence], test: list[PoseSequence]) -> d
     return score_sequences(guesses, test)
 
 
+def _train(config: LiftingConfig, train, test, output: Path, weights: MixSTE | None = None):
+    """Train ``config`` (from ``weights`` if given) in a fresh ``output``; returns the trainer,
+    its last evaluation and the training minutes."""
+    (output / "metrics.jsonl").unlink(missing_ok=True)
+    trainer = LiftingTrainer(config, train, test, output)
+    if weights is not None:
+        trainer.model.load_state_dict(weights.state_dict())
+    start = time.perf_counter()
+    metrics = trainer.fit()
+    return trainer, metrics, (time.perf_counter() - start) / 60
+
+
+def _flops(model: MixSTE, frames: int) -> tuple[float, float, float]:
+    """``(params M, GFLOPs in HoT's convention, GFLOPs with attention)`` of one clip."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fvcore's import and tracer warnings
+        report = count_flops(model, torch.randn(1, frames, 17, 2))
+    return report.params / 1e6, 2 * report.paper_macs / 1e9, 2 * report.macs / 1e9
+
+
+def _kept(model: MixSTE) -> str:
+    c = model.config
+    if c.prune_loop is None:
+        return str(c.num_frames)
+    return f"{c.num_frames} -> {c.num_kept} after loop {c.prune_loop}"
+
+
+def _relative(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/synthetic3d"))
     parser.add_argument("--output", type=Path, default=Path("runs/hot_demo"))
-    parser.add_argument("--steps", type=int, default=200, help="training steps per model")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="train both models for --steps steps instead of loading the "
+                        "shipped weights")  # fmt: skip
+    parser.add_argument("--steps", type=int, default=200,
+                        help="training steps per model with --from-scratch")  # fmt: skip
+    parser.add_argument("--finetune-steps", type=int, default=100,
+                        help="fine-tune steps of HoT w. MixSTE (0: none)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a smoke run for tests")
     args = parser.parse_args(argv)
+    for flag in ("steps", "finetune_steps"):
+        if getattr(args, flag) < 0 or (flag == "steps" and args.steps == 0):
+            parser.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     start = time.perf_counter()
-    frames_per_sequence = 300
-    base = LiftingConfig(epochs=100, max_steps=args.steps)
+    frames_per_sequence, batch_size = 300, 16
     if args.quick:
-        frames_per_sequence, base = 40, replace(base, max_steps=2, batch_size=4)
+        frames_per_sequence, batch_size = 40, 4
+        args.steps, args.finetune_steps = 2, min(args.finetune_steps, 2)
     ensure_data(args.data, frames_per_sequence)
-    train, test = load_split(args.data, "train", "synthetic", "noisy"), load_split(
-        args.data, "test", "synthetic", "noisy"
-    )
+    train = load_split(args.data, "train", "synthetic", "noisy")
+    test = load_split(args.data, "test", "synthetic", "noisy")
+
     rows, models = [], []
-    for variant in ("mixste", "hot"):
-        config = replace(base, variant=variant)
-        output = args.output / variant
-        (output / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run
-        trainer = LiftingTrainer(config, train, test, output)
-        train_start = time.perf_counter()
-        metrics = trainer.fit()
-        minutes = (time.perf_counter() - train_start) / 60
-        model = trainer.model.eval()
-        models.append(model)
-        clip = torch.randn(1, config.frames, 17, 2)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # fvcore's import and tracer warnings
-            report = count_flops(model, clip)
-        c = model.config
-        kept = str(c.num_frames) if c.prune_loop is None else (
-            f"{c.num_frames} -> {c.num_kept} after loop {c.prune_loop}")  # fmt: skip
+    for variant, shipped, name in MODELS:
+        config = replace(PRETRAINED[shipped].config(), batch_size=batch_size)
+        if args.from_scratch:
+            config = replace(config, variant=variant, epochs=100, max_steps=args.steps)
+            trainer, metrics, minutes = _train(config, train, test, args.output / variant)
+            model, steps, checkpoint = trainer.model.eval(), trainer.step, None
+        else:
+            model = load_pretrained(shipped)
+            metrics, minutes = evaluate(model, test, config.flip), None
+            record = json.loads(PRETRAINED[shipped].record_path.read_text())
+            steps, checkpoint = record["steps"], _relative(PRETRAINED[shipped].path)
+        models.append((model, config))
+        params, gflops, all_gflops = _flops(model, config.frames)
         rows.append({
-            "name": NAMES[variant], "frames": kept, "steps": trainer.step, "minutes": minutes,
-            "MPJPE": metrics["MPJPE"], "P-MPJPE": metrics["P-MPJPE"],
-            "params": report.params / 1e6, "gflops": 2 * report.paper_macs / 1e9,
-            "all_gflops": 2 * report.macs / 1e9,
+            "name": name, "frames": _kept(model), "checkpoint": checkpoint, "steps": steps,
+            "training_minutes": minutes, "MPJPE": metrics["MPJPE"],
+            "P-MPJPE": metrics["P-MPJPE"], "params": params, "gflops": gflops,
+            "all_gflops": all_gflops,
         })  # fmt: skip
-    # both models time one clip on one thread, taking turns, so drift affects both alike
-    latencies = interleaved_latency_ms(models, torch.randn(1, base.frames, 17, 2), 20, threads=1)
+    # one clip on one thread, the models taking turns, so drift affects both alike
+    clip = torch.randn(1, models[0][1].frames, 17, 2)
+    latencies = interleaved_latency_ms([m for m, _ in models], clip, 20, threads=1)
     for row, latency in zip(rows, latencies, strict=True):
         row["latency_ms"] = latency
+
+    finetune = None
+    if args.finetune_steps:
+        hot, config = models[-1]
+        config = replace(config, epochs=100, max_steps=args.finetune_steps, lr=FINETUNE_LR)
+        trainer, metrics, minutes = _train(config, train, test, args.output / "finetune", hot)
+        finetune = {"name": f"{rows[-1]['name']} + {trainer.step} fine-tune steps",
+                    "steps": trainer.step, "lr": config.lr, "minutes": minutes,
+                    "MPJPE_before": rows[-1]["MPJPE"], "MPJPE": metrics["MPJPE"],
+                    "P-MPJPE": metrics["P-MPJPE"]}  # fmt: skip
+
     chance = mean_pose_baseline(train, test)
+    table = _table(rows, chance, finetune, len(train), len(test), args.from_scratch)
+    print("\n" + table)
+    payload = {"chance": chance, "rows": rows, "finetune": finetune}
+    written = write_results(args.output, table, payload)
+    print(f"\nwrote {written}; total {(time.perf_counter() - start) / 60:.1f} min")
+    return 0
+
+
+def _table(rows, chance, finetune, num_train, num_test, from_scratch) -> str:
+    source = (f"trained {rows[0]['steps']} steps each here" if from_scratch else
+              "the shipped weights (models/hot/weights)")  # fmt: skip
     lines = [
-        f"MixSTE and HoT w. MixSTE, 27-frame clips, width 64, 8 loops, trained {rows[0]['steps']}"
-        f" steps each on the synthetic motion set ({len(train)} training sequences), evaluated "
-        f"on {len(test)} test sequences (subjects S9, S11) with the flip test. "
+        f"MixSTE and HoT w. MixSTE, 27-frame clips, width 64, 8 loops: {source}, evaluated on "
+        f"the {num_test} test sequences (subjects S9, S11) of the synthetic motion set with the "
+        f"flip test; the mean-pose row predicts the mean of the {num_train} training sequences. "
         f"torch {torch.__version__}.",
         "",
-        "| model | frames | MPJPE (mm) | P-MPJPE (mm) | params (M) | GFLOPs (thop x 2) | "
-        "GFLOPs incl. attention | CPU ms/clip (1 thread) | training min |",
+        "| model | frames | training steps | MPJPE (mm) | P-MPJPE (mm) | params (M) | "
+        "GFLOPs (HoT's convention) | GFLOPs incl. attention | CPU ms/clip (1 thread) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-        f"| mean training pose | | {chance['MPJPE']:.1f} | {chance['P-MPJPE']:.1f} | | | | | |",
+        f"| mean training pose | | | {chance['MPJPE']:.1f} | {chance['P-MPJPE']:.1f} "
+        "| | | | |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['name']} | {r['frames']} | {r['MPJPE']:.1f} | {r['P-MPJPE']:.1f} | "
-            f"{r['params']:.3f} | {r['gflops']:.3f} | {r['all_gflops']:.3f} | "
-            f"{r['latency_ms']:.1f} | {r['minutes']:.1f} |"
+            f"| {r['name']} | {r['frames']} | {r['steps']} | {r['MPJPE']:.1f} | "
+            f"{r['P-MPJPE']:.1f} | {r['params']:.3f} | {r['gflops']:.3f} | "
+            f"{r['all_gflops']:.3f} | {r['latency_ms']:.1f} |"
         )
-    table = "\n".join(lines)
-    print("\n" + table)
-    written = write_results(args.output, table, {"chance": chance, "rows": rows})
-    print(f"\nwrote {written}; total {(time.perf_counter() - start) / 60:.1f} min")
-    return 0
+    if finetune is not None:
+        lines += [
+            "",
+            f"Fine-tune: {finetune['name']} at learning rate {finetune['lr']:g} "
+            f"({finetune['minutes'] * 60:.0f} s): MPJPE {finetune['MPJPE_before']:.1f} -> "
+            f"{finetune['MPJPE']:.1f} mm (P-MPJPE {finetune['P-MPJPE']:.1f} mm).",
+        ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
