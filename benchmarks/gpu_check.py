@@ -16,6 +16,10 @@ end to end, written with the device's name.
    code, with the roofline of every case.
 3. **GTPT-S end to end**: 256x192 inputs, batch 64, float16, inference; the published keep
    rates against the unpruned model, on the Triton and the PyTorch attention backends.
+4. **CUDA-graph capture** of a GTPT-S MHGA layer on the Triton backend (inference, float16,
+   batch 64): ``torch.compile(mode="reduce-overhead")``, and ``torch.cuda.graph`` around the
+   eager layer; each replay is compared with the eager output and timed against it (the
+   replay has no host cost, see ``python -m benchmarks.host_cost``).
 
 Results: ``benchmarks/results/gpu_check_<device>.md`` and ``.json`` (``--output`` sets the
 folder), rewritten after every case, so a run cut short keeps what it measured; the kernel
@@ -53,6 +57,7 @@ from benchmarks.kernels import (
 )
 from models.common.atomic import write_text_atomic
 from models.gtpt.build import build_gtpt
+from tokenprune import MultiHeadGroupAttention
 
 #: max |error| / max(|reference|, 1) allowed per dtype (outputs and gradients)
 TOLERANCE = {torch.float16: 2e-2, torch.bfloat16: 6e-2}
@@ -172,6 +177,50 @@ def end_to_end(dry_run: bool) -> list[dict]:
     return rows
 
 
+def graph_capture(dry_run: bool) -> list[dict]:
+    """Capture a GTPT-S fine-stage MHGA layer (Triton backend) in CUDA graphs; compare and time
+    each replay against the eager layer. Without a GPU: the compiled layer only, at toy size."""
+    batch, tokens, dtype = (1, 9, torch.float32) if dry_run else (64, 82, torch.float16)
+    torch.manual_seed(0)
+    layer = MultiHeadGroupAttention(192, 8, backend="triton").eval().to(DEVICE, dtype)
+    x = torch.randn(batch, 3, tokens, 192, device=DEVICE, dtype=dtype)
+    rows = []
+    with torch.no_grad():
+        eager = layer(x, num_shared=6)
+        eager_ms = _median_ms(lambda: layer(x, num_shared=6), repeats=5)
+        compiled = torch.compile(layer, mode="reduce-overhead", fullgraph=True)
+        for _ in range(3):  # record, then replay
+            compiled(x, num_shared=6)
+        replayed = compiled(x, num_shared=6)
+        rows.append(_capture_row("torch.compile(mode='reduce-overhead')", replayed, eager,
+                                 _median_ms(lambda: compiled(x, num_shared=6), 5), eager_ms))
+        if GPU:
+            static_x = x.clone()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm up outside the capture, as PyTorch advises
+                for _ in range(3):
+                    layer(static_x, num_shared=6)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = layer(static_x, num_shared=6)
+            fresh = torch.randn_like(x)
+            static_x.copy_(fresh)
+            graph.replay()
+            rows.append(_capture_row("torch.cuda.graph (eager layer)", static_out,
+                                     layer(fresh, num_shared=6),
+                                     _median_ms(graph.replay, 5), eager_ms))  # fmt: skip
+    return rows
+
+
+def _capture_row(name: str, replayed, expected, ms: float, eager_ms: float) -> dict:
+    error = ((replayed.float() - expected.float()).abs().max() /
+             expected.float().abs().max().clamp(min=1)).item()  # fmt: skip
+    ok = error <= TOLERANCE.get(expected.dtype, 1e-4)
+    return {"capture": name, "max_error": error, "ok": bool(ok), "ms": ms, "eager_ms": eager_ms}
+
+
 def device_name() -> str:
     return torch.cuda.get_device_name() if GPU else "CPU (dry run)"
 
@@ -181,7 +230,8 @@ def _slug(name: str) -> str:
 
 
 def report(results: list[CorrectnessResult], e2e: list[dict], header: list[str],
-           benchmark_file: Path | None, seconds: dict, problems: dict) -> str:  # fmt: skip
+           benchmark_file: Path | None, seconds: dict, problems: dict,
+           captures: list[dict]) -> str:  # fmt: skip
     lines = [*header, "", "## 1. correctness against a float32 reference (forward and backward)",
              "", "| case | dtype | max error out | max error grads | verdict |",
              "|---|---|---:|---:|---|"]  # fmt: skip
@@ -202,6 +252,12 @@ def report(results: list[CorrectnessResult], e2e: list[dict], header: list[str],
         ratio = f"{unpruned[r['backend']] / r['ms']:.2f}x" if r["backend"] in unpruned else "-"
         lines.append(f"| {r['model']} | {r['keep_rates']} | {r['backend']} | {r['batch']} | "
                      f"{r['dtype']} | {r['ms']:.2f} | {ratio} |")  # fmt: skip
+    lines += ["", "## 4. CUDA-graph capture (MHGA layer, Triton backend, inference)", "",
+              "| capture | max error vs eager | verdict | ms per replay | ms eager |",
+              "|---|---:|---|---:|---:|"]  # fmt: skip
+    for r in captures:
+        lines.append(f"| {r['capture']} | {r['max_error']:.2e} | {'ok' if r['ok'] else 'WRONG'} "
+                     f"| {r['ms']:.3f} | {r['eager_ms']:.3f} |")  # fmt: skip
     lines += [""] + [f"**{step} failed:** {problem}" for step, problem in problems.items()]
     lines += ["", "Seconds per step: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())]
     return "\n".join(lines) + "\n"
@@ -224,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[CorrectnessResult] = []
     e2e: list[dict] = []
+    captures: list[dict] = []
     problems: dict[str, str] = {}
     benchmark_file = None
 
@@ -231,10 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         """Write what has been measured so far: a CUDA error or a time limit ends a run early,
         and the cases before it must not be lost."""
         args.output.mkdir(parents=True, exist_ok=True)
-        text = report(results, e2e, header, benchmark_file, seconds, problems)
+        text = report(results, e2e, header, benchmark_file, seconds, problems, captures)
         write_text_atomic(args.output / f"{stem}.md", text)
         payload = {"device": device_name(), "environment": kernels.environment(),
                    "correctness": [asdict(r) for r in results], "end_to_end": e2e,
+                   "graph_capture": captures,
                    "problems": problems, "seconds": seconds}  # fmt: skip
         write_text_atomic(args.output / f"{stem}.json", json.dumps(payload, indent=2) + "\n")
 
@@ -273,6 +331,18 @@ def main(argv: list[str] | None = None) -> int:
     seconds["end to end"] = time.perf_counter() - start
     for row in e2e:
         print(f"[end to end] {row}", flush=True)
+    save()
+
+    start = time.perf_counter()
+    try:
+        captures.extend(graph_capture(args.dry_run))
+        if not all(row["ok"] for row in captures):
+            problems["graph capture"] = "a replay differs from the eager layer"
+    except Exception as error:
+        problems["graph capture"] = f"{type(error).__name__}: {error}"[:300]
+    seconds["graph capture"] = time.perf_counter() - start
+    for row in captures:
+        print(f"[graph capture] {row}", flush=True)
     save()
     print((args.output / f"{stem}.md").read_text())
     failed = [r for r in results if r.problem]

@@ -41,6 +41,7 @@ if not torch.cuda.is_available():  # our kernels run in Triton's interpreter on 
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import argparse
+import contextlib
 import platform
 import sys
 import warnings
@@ -227,6 +228,22 @@ class Competitor:
     backward: bool = True  # supports autograd
     setup_ms: float | None = None  # one-off cost per input (FlexAttention's block mask)
     note: str = ""
+    #: a context the check and the timing (forward and backward) run in
+    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+
+
+#: programs per SM of our kernels on a persistent grid (a competitor of the default grid)
+PERSISTENT_PROGRAMS_PER_SM = 4
+
+
+def ours_persistent(ours: Callable[..., Tensor]) -> Competitor:
+    """Our kernels launched on a persistent grid (:func:`tokenprune.kernels.persistent_grid`)."""
+    from tokenprune.kernels import persistent_grid
+
+    return Competitor(
+        f"ours, persistent grid ({PERSISTENT_PROGRAMS_PER_SM}/SM)", ours,
+        context=lambda: persistent_grid(PERSISTENT_PROGRAMS_PER_SM),
+    )  # fmt: skip
 
 
 def _masked_softmax_attention(q, keys, values, valid, scale):
@@ -339,7 +356,7 @@ def group_ours(inp: GroupInputs) -> Tensor:
 
 
 def group_competitors(inp: GroupInputs, compile_: bool) -> list[Competitor]:
-    comps = [Competitor("eager", group_eager)]
+    comps = [ours_persistent(group_ours), Competitor("eager", group_eager)]
     if GPU:
         comps += [
             Competitor("sdpa math", group_sdpa(SDPBackend.MATH)),
@@ -420,6 +437,7 @@ def gathered_ours(inp: GatheredInputs) -> Tensor:
 
 def gathered_competitors(inp: GatheredInputs, compile_: bool) -> list[Competitor]:
     comps = [
+        ours_persistent(gathered_ours),
         Competitor("gather + eager", gathered_gather_eager),
         Competitor("gather + sdpa", gathered_gather_sdpa),
     ]
@@ -529,7 +547,9 @@ class Row:
     setup_ms: dict[str, float] = field(default_factory=dict)
 
     def best_other(self, graph: bool) -> tuple[str, float] | None:
-        times = {n: t[1] if graph else t[0] for n, t in self.others.items()}
+        """The fastest competitor that is not one of our own variants."""
+        others = {n: t for n, t in self.others.items() if not n.startswith("ours")}
+        times = {n: t[1] if graph else t[0] for n, t in others.items()}
         times = {n: t for n, t in times.items() if t is not None}
         if not times:
             return None
@@ -557,16 +577,17 @@ def run_case(case, dtype, mode: str, compile_: bool, timing: bool) -> Row:
         if with_backward and not comp.backward:
             row.problems[comp.name] = "no backward"
             continue
-        problem = check(comp.run, inp, ref, dtype)
-        if problem is not None:
-            row.problems[comp.name] = problem
-            continue
-        if comp.setup_ms is not None:
-            row.setup_ms[comp.name] = comp.setup_ms
-        if timing:
-            row.others[comp.name] = time_ms(comp.run, inp, grad_out)
-        else:
-            row.others[comp.name] = (float("nan"), None)
+        with comp.context():
+            problem = check(comp.run, inp, ref, dtype)
+            if problem is not None:
+                row.problems[comp.name] = problem
+                continue
+            if comp.setup_ms is not None:
+                row.setup_ms[comp.name] = comp.setup_ms
+            if timing:
+                row.others[comp.name] = time_ms(comp.run, inp, grad_out)
+            else:
+                row.others[comp.name] = (float("nan"), None)
     return row
 
 

@@ -91,6 +91,25 @@ def test_gpu_check_dry_run(tmp_path):
     assert (tmp_path / "gpu_check_cpu_dry_run_kernels.md").is_file()
     payload = json.loads((tmp_path / "gpu_check_cpu_dry_run.json").read_text())
     assert payload["device"] == "CPU (dry run)" and len(payload["end_to_end"]) == 2
+    assert [row["capture"] for row in payload["graph_capture"]] == [
+        "torch.compile(mode='reduce-overhead')"
+    ] and payload["graph_capture"][0]["ok"]
+
+
+def test_host_cost_benchmark_measures_the_launches(tmp_path):
+    """The host-cost benchmark runs the public functions through Triton's binder (nothing is
+    launched) and counts the kernels each call reaches: one forward, three with the backward."""
+    from benchmarks.host_cost import main as host_cost
+
+    output = tmp_path / "host.json"
+    assert host_cost(["--baseline", "none", "--rounds", "1", "--calls", "3",
+                      "--json", str(output)]) == 0  # fmt: skip
+    after = json.loads(output.read_text())["after"]
+    assert {case: row["launches"] for case, row in after.items()} == {
+        "forward": 1, "forward_scored": 1, "forward_train": 1, "forward_backward": 3,
+        "gathered_forward": 1,
+    }
+    assert all(row["us"] > 0 for row in after.values())
 
 
 def test_gpu_check_refuses_to_run_without_a_gpu_unless_dry(capsys):

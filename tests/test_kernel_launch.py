@@ -13,6 +13,7 @@ import contextlib
 import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from tokenprune import gathered_attention, group_attention
 from tokenprune.attention import builtin_backends
@@ -126,14 +127,15 @@ def test_max_offset_counts_every_axis():
 @pytest.mark.parametrize("axis", ["n", "g", "h"])
 def test_a_large_stride_on_any_axis_makes_the_launch_use_int64_offsets(gpu_tiles, axis):
     """Not only the batch index: a token, group or head stride whose product with its index
-    reaches the int32 range (a sequence-first view, say) switches every kernel to int64."""
+    reaches the int32 range (a sequence-first view, say) switches every kernel to int64. (q, k
+    and v share one layout: the kernels take one set of strides for the three.)"""
     shape = (1, 2, 2, 3, 16)
     small = {"b": 4096, "g": 1024, "h": 512, "n": 16, "d": 1}
     strides = dict(small)
     strides[axis] = WIDE_OFFSET_SPAN  # index 1 times this stride already reaches the limit
     q = torch.empty_strided(shape, tuple(strides.values()), device="meta", dtype=torch.float16)
     narrow = torch.empty_strided(shape, tuple(small.values()), device="meta", dtype=torch.float16)
-    assert all(p.wide_offsets for p in group_plans(q, narrow, narrow))
+    assert all(p.wide_offsets for p in group_plans(q, q, q))
     assert not any(p.wide_offsets for p in group_plans(narrow, narrow, narrow))
 
 
@@ -143,7 +145,7 @@ def test_int64_offsets_just_below_the_limit_stay_int32(gpu_tiles):
     at = torch.empty_strided(shape, (1, 1, 1, WIDE_OFFSET_SPAN - 15, 1), device="meta")
     assert max_offset(below) == WIDE_OFFSET_SPAN - 1
     assert not any(p.wide_offsets for p in group_plans(below, below, below))
-    assert all(p.wide_offsets for p in group_plans(at, below, below))
+    assert all(p.wide_offsets for p in group_plans(at, at, at))
 
 
 def test_int64_offsets_reach_the_kernels_and_compute_the_same(monkeypatch):
@@ -340,3 +342,187 @@ def test_int32_gather_indices_reach_the_kernels_as_int64():
     ours = torch.ops.tokenprune.gathered_attention(q, buffer, buffer, index, None, 0.25)[0]
     expected = gathered_attention(q, buffer, buffer, index.long(), scale=0.25, backend="torch")
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The host path: eager calls skip the dispatcher, observers see the ops
+
+
+def _group_call(q, k, v, key_mask=None):
+    out, logits = group_attention(q, k, v, num_shared=2, key_mask=key_mask, score_queries=2,
+                                  backend="triton")  # fmt: skip
+    # a loss through the output, the scoring logits and their log-sum-exp (grad_lse)
+    lse = torch.where(torch.isfinite(logits.lse), logits.lse, 0.0)
+    return out.square().sum() + logits.probs().square().sum() + lse.sum() * 0.1
+
+
+def _group_grads(q, k, v, key_mask):
+    leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
+    loss = _group_call(*leaves, key_mask=key_mask)
+    return (loss, *torch.autograd.grad(loss, leaves))
+
+
+def _group_inputs(seed=8):
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(2, 3, 2, 7, 16, generator=gen) for _ in range(3))
+    key_mask = torch.rand(2, 3, 7, generator=gen) > 0.3
+    key_mask[1, :, :] = False  # a batch element without any visible key
+    return q, k, v, key_mask
+
+
+def test_plain_eager_calls_skip_the_dispatcher_and_observed_calls_use_the_ops():
+    q, k, v, _ = _group_inputs()
+    leaf = q.clone().requires_grad_(True)
+    eager = group_attention(leaf, k, v, num_shared=2, backend="triton")
+    assert type(eager.grad_fn).__name__ == "_EagerGroupAttentionBackward"
+    with FlopCounterMode(display=False) as counter:
+        observed = group_attention(leaf, k, v, num_shared=2, backend="triton")
+    assert type(observed.grad_fn).__name__ != "_EagerGroupAttentionBackward"
+    assert counter.get_total_flops() > 0  # the op's FLOP formula saw the call
+    assert torch.equal(eager, observed)
+
+
+def test_the_eager_path_computes_what_the_ops_compute_forward_and_backward():
+    """Outputs, scoring logits, lse and gradients (masked keys, an empty batch element, a loss
+    through the log-sum-exp) agree bit for bit between the eager path and the ops."""
+    q, k, v, key_mask = _group_inputs()
+    eager = _group_grads(q, k, v, key_mask)
+    with FlopCounterMode(display=False):  # an observer: the backends call the ops
+        through_ops = _group_grads(q, k, v, key_mask)
+    for a, b in zip(eager, through_ops, strict=True):
+        assert torch.equal(a, b)
+    grads = eager[1:]
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert all(g[1].abs().max() == 0 for g in grads), "the empty batch element has no grads"
+    assert all(g[0].abs().max() > 0 for g in grads)
+
+
+def test_gathered_eager_path_matches_the_ops_and_checks_the_index_range():
+    gen = torch.Generator().manual_seed(9)
+    q = torch.randn(1, 2, 2, 5, 16, generator=gen)
+    buffer = torch.randn(1, 2, 6, 16, generator=gen)
+    index = torch.tensor([[[0, 5, 5], [2, 1, 3]]])
+
+    def grads():
+        leaves = [t.clone().requires_grad_(True) for t in (q, buffer)]
+        out = gathered_attention(leaves[0], leaves[1], leaves[1], index, backend="triton")
+        return (out, *torch.autograd.grad(out.square().sum(), leaves))
+
+    eager = grads()
+    assert type(eager[0].grad_fn).__name__ == "_EagerGatheredAttentionBackward"
+    with FlopCounterMode(display=False):
+        through_ops = grads()
+    for a, b in zip(eager, through_ops, strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="index"):
+        gathered_attention(q, buffer, buffer, index + 1, backend="triton")
+
+
+def test_dispatcher_observers():
+    from tokenprune.kernels.ops import dispatcher_observed
+
+    q = torch.randn(1, 1, 1, 2, 16)
+    assert not dispatcher_observed(q, q, q, None)
+    assert dispatcher_observed(q, torch.nn.Parameter(q), q, None)  # a tensor subclass
+    with FlopCounterMode(display=False):
+        assert dispatcher_observed(q, q, q, None)
+    with FakeTensorMode():
+        assert dispatcher_observed(q, q, q, None)
+    seen = []
+    torch.jit.trace(lambda x: seen.append(dispatcher_observed(x)) or x * 2, (q,),
+                    check_trace=False)  # fmt: skip
+    assert seen == [True]
+
+
+def test_q_k_v_laid_out_differently_are_copied_to_one_layout():
+    """The kernels take one set of strides for q, k and v: views of one qkv projection pass as
+    they are, other layouts are copied (and the results are the same)."""
+    from tokenprune.kernels._common import one_layout
+
+    qkv = torch.randn(2, 3, 7, 3, 2, 16)
+    q, k, v = (qkv[:, :, :, i].transpose(2, 3) for i in range(3))
+    assert all(a is b for a, b in zip(one_layout(q, k, v), (q, k, v), strict=True))
+    k_other = k.contiguous()
+    copied = one_layout(q, k_other, v)
+    assert len({t.stride() for t in copied}) == 1 and copied[1].stride(-1) == 1
+    expected = group_attention(q, k_other, v, num_shared=2, backend="torch")
+    ours = group_attention(q, k_other, v, num_shared=2, backend="triton")
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+    # a last stride other than 1
+    q_t = q.transpose(-1, -2).contiguous().transpose(-1, -2)
+    assert q_t.stride(-1) != 1
+    ours = group_attention(q_t, q_t, q_t, num_shared=2, backend="triton")
+    torch.testing.assert_close(ours, group_attention(q, q, q, num_shared=2, backend="torch"),
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+
+
+def test_backward_op_accepts_out_in_any_layout():
+    """The dq kernel reads ``out`` in the heads-last layout the forward allocates; an ``out``
+    passed to the backward op in another layout is copied into it, with the same gradients."""
+    q, k, v, key_mask = _group_inputs()
+    out, lse, _ = torch.ops.tokenprune.group_attention(q, k, v, key_mask, 2, 0.25, 0)
+    grad = torch.randn_like(q)
+    heads_last = torch.ops.tokenprune.group_attention_backward(
+        grad, q, k, v, out, lse, key_mask, 2, 0.25, None
+    )
+    contiguous = torch.ops.tokenprune.group_attention_backward(
+        grad, q, k, v, out.contiguous(), lse, key_mask, 2, 0.25, None
+    )
+    for a, b in zip(heads_last, contiguous, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_cached_plans_still_see_a_misaligned_base_address(gpu_tiles):
+    """Plans are cached by shape and stride; the base address's alignment is part of the key."""
+    buffer = torch.empty(2 * 3 * 8 * 24 + 8, dtype=torch.float16)
+    aligned = buffer[:-8].view(1, 2, 3, 8, 24)
+    shifted = buffer[1:-7].view(1, 2, 3, 8, 24)  # 2 bytes off a 16-byte boundary
+    assert aligned.stride() == shifted.stride()
+    plan = plan_launch("fwd", 6, 8, 8, 24, (aligned,), (aligned, aligned, aligned))
+    assert plan.align == ALIGN_ELEMENTS
+    plan = plan_launch("fwd", 6, 8, 8, 24, (shifted,), (aligned, shifted, aligned))
+    assert plan.align == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# A persistent grid
+
+
+def test_a_persistent_grid_computes_the_same_bit_for_bit():
+    """Two programs looping over every (tile, batch, group, head) work item: the same outputs,
+    logits and gradients as one program per work item, for both ops."""
+    from tokenprune.kernels import persistent_grid
+
+    q, k, v, key_mask = _group_inputs()
+    buffer = torch.randn(2, 2, 11, 16)
+    index = torch.tensor([[0, 3, 3, 10], [7, 0, 8, 1], [5, 5, 2, 9]]).expand(2, 3, 4)
+
+    def everything():
+        gathered = [t.clone().requires_grad_(True) for t in (q, buffer)]
+        out = gathered_attention(gathered[0], gathered[1], gathered[1], index, backend="triton")
+        grads = torch.autograd.grad(out.square().sum(), gathered)
+        return (*_group_grads(q, k, v, key_mask), out, *grads)
+
+    default = everything()
+    with persistent_grid(2):
+        with capture_launches() as launches:
+            group_attention_forward(q, k, v, key_mask, 2, 0.25, 0)
+        persistent = everything()
+    assert launches[0].grid == (2,) and launches[0].plan.work == 2 * 3 * 2 > 2
+    for a, b in zip(default, persistent, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_persistent_grid_never_exceeds_the_work_and_checks_its_argument():
+    from tokenprune.kernels import persistent_grid
+
+    q = torch.randn(1, 1, 1, 5, 16)
+    with persistent_grid(1000), capture_launches() as launches:
+        group_attention_forward(q, q, q, None, 0, 0.25, 0)
+    assert launches[0].grid == launches[0].plan.grid == (1,)
+    with capture_launches() as launches:
+        group_attention_forward(q, q, q, None, 0, 0.25, 0)
+    assert launches[0].args[-1] == launches[0].plan.work == 1  # WORK, the last argument
+    for bad in (0, -1, True, 2.0):
+        with pytest.raises(ValueError, match="programs_per_sm"), persistent_grid(bad):
+            pass

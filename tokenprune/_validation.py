@@ -70,6 +70,8 @@ def static_shape(tensor: Tensor) -> tuple[int, ...]:
     Token budgets are Python integers (they decide tensor shapes), so traced sizes are frozen
     into constants here, which is what a trace of a fixed-shape model does anyway.
     """
+    if not torch.jit.is_tracing():
+        return tuple(tensor.shape)
     return tuple(int(size) if isinstance(size, Tensor) else size for size in tensor.shape)
 
 
@@ -171,6 +173,11 @@ def check_int(name: str, value: object, *, low: int | None = None, high: int | N
     While ``torch.jit.trace`` runs, sizes read from tensors are 0-d integer tensors; those are
     accepted and returned as ints.
     """
+    if type(value) is int:  # the common case, without the ABC checks below
+        if (low is not None and value < low) or (high is not None and value > high):
+            bound = f">= {low}" if low is not None and value < low else f"<= {high}"
+            raise ValueError(f"{name} must be {bound}, got {value}")
+        return value
     if (
         isinstance(value, Tensor)
         and torch.jit.is_tracing()
@@ -231,14 +238,18 @@ def check_keep_rate(name: str, value: object) -> float:
 
 def check_same_device(**tensors: Tensor | None) -> None:
     """Require all given (non-None) tensors to live on one device."""
+    device = None
     for name, t in tensors.items():
-        if t is not None and not isinstance(t, Tensor):
+        if t is None:
+            continue
+        if not isinstance(t, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    present = {name: t for name, t in tensors.items() if t is not None}
-    devices = {t.device for t in present.values()}
-    if len(devices) > 1:
-        listing = ", ".join(f"{name} on {t.device}" for name, t in present.items())
-        raise ValueError(f"tensors must be on the same device, got {listing}")
+        if device is None:
+            device = t.device
+        elif t.device != device:
+            present = {name: t for name, t in tensors.items() if t is not None}
+            listing = ", ".join(f"{name} on {t.device}" for name, t in present.items())
+            raise ValueError(f"tensors must be on the same device, got {listing}")
 
 
 def check_same_dtype(**tensors: Tensor) -> None:

@@ -9,7 +9,7 @@ Without a GPU the kernels run in Triton's interpreter, which must be enabled wit
 ``TRITON_INTERPRET=1`` before this package is first imported.
 """
 
-from ._common import INTERPRETED
+from ._common import INTERPRETED, persistent_grid
 from .ops import gathered_attention_triton, group_attention_triton
 
-__all__ = ["INTERPRETED", "gathered_attention_triton", "group_attention_triton"]
+__all__ = ["INTERPRETED", "gathered_attention_triton", "group_attention_triton", "persistent_grid"]

@@ -13,6 +13,7 @@ Conventions of every kernel here:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from dataclasses import dataclass
 
@@ -23,9 +24,6 @@ import triton.language as tl
 #: Read once, when this module is imported: Triton reads ``TRITON_INTERPRET`` when kernels are
 #: defined, so later changes of the variable have no effect on them.
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-
-LOG2E = 1.4426950408889634
-
 
 #: CUDA's grid limit on axis 0 (axes 1 and 2 allow only 65,535 programs); every launch here
 #: is one-dimensional, with the query or key tiles of one (batch, group, head) fastest.
@@ -55,10 +53,14 @@ class BlockConfig:
     num_stages: int
 
 
-def block_config(num_queries: int, num_keys: int, head_dim: int, kind: str = "fwd") -> BlockConfig:
+def block_config(
+    num_queries: int, num_keys: int, head_dim: int, kind: str = "fwd", scoring: bool = False
+) -> BlockConfig:
     """Tile sizes for ``num_queries`` query rows against ``num_keys`` keys.
 
-    ``kind`` is the kernel: ``"fwd"``, ``"bwd_dq"`` or ``"bwd_dkdv"``. Under the interpreter the
+    ``kind`` is the kernel: ``"fwd"``, ``"bwd_dq"`` or ``"bwd_dkdv"``; ``scoring``: the forward
+    also stores scoring logits (a pruning layer), which needs more registers. Under the
+    interpreter the
     tiles are 16 x 16 (the smallest ``tl.dot`` shape on a GPU), which keeps test shapes small
     while still crossing block boundaries. On a GPU the query tile grows with the sequence;
     pose-transformer groups (25 to 280 tokens) use 32- or 64-row tiles. The backward kernels
@@ -89,6 +91,12 @@ def block_config(num_queries: int, num_keys: int, head_dim: int, kind: str = "fw
         # three stages of 64 x 64 tiles spill on sm_80 when the scoring logits are stored;
         # two stages of 128 x 64 tiles spill there too (aot_check)
         num_stages = 2 if block_d >= 128 or (block_d == 64 and block_m == 64) else 3
+        if scoring and block_m == 64:
+            # storing the logits keeps the key tile's columns live: 64-row tiles spill on
+            # sm_80 with four warps, and with 64-key tiles from head_dim 64 (aot_check)
+            num_warps = 8
+            if block_d >= 64:
+                block_n = 32
     elif kind == "bwd_dq":
         # dq, q and dO stay resident and each key tile makes four [M, N] float32 tiles
         block_m = min(block_m, 64)
@@ -109,16 +117,13 @@ def block_config(num_queries: int, num_keys: int, head_dim: int, kind: str = "fw
 def dot_precision(dtype: torch.dtype) -> str:
     """``tl.dot`` input precision: exact IEEE for float32 inputs (the GPU default, TF32, would
     lose about three decimal digits), the native tensor-core path for half precision."""
-    return "ieee" if dtype == torch.float32 else "tf32"
+    return "ieee" if dtype is torch.float32 else "tf32"
 
 
 def max_offset(tensor: torch.Tensor) -> int:
     """The largest element offset from its first element that ``tensor`` reaches through its
     shape and strides (0 for an empty tensor)."""
-    if tensor.numel() == 0:
-        return 0
-    pairs = zip(tensor.shape, tensor.stride(), strict=True)
-    return sum((size - 1) * abs(stride) for size, stride in pairs)
+    return _span(tensor.shape, tensor.stride())
 
 
 def needs_wide_offsets(*tensors: torch.Tensor) -> bool:
@@ -136,17 +141,28 @@ def row_alignment(head_dim: int, *tensors: torch.Tensor) -> int:
     ``cp.async`` also when head_dim is not a multiple of 16 (GTPT's 24): Triton itself only
     notices integers divisible by 16.
     """
-    if head_dim % ALIGN_ELEMENTS:
-        return 1
-    for t in tensors:
-        if t.stride(-1) != 1 and t.shape[-1] > 1:
-            return 1
-        if t.device.type != "meta" and t.data_ptr() % 16:
-            return 1
-        # every stride, size-1 axes included: padded lanes of a tile step along them too
-        if any(stride % ALIGN_ELEMENTS for stride in t.stride()[:-1]):
-            return 1
-    return ALIGN_ELEMENTS
+    layouts = tuple((t.shape, t.stride()) for t in tensors)
+    return _alignment(head_dim, layouts, all(t.is_meta or t.data_ptr() % 16 == 0 for t in tensors))
+
+
+def _alignment(head_dim: int, layouts: tuple, aligned_bases: bool) -> int:
+    """:func:`row_alignment` from ``(shape, stride)`` pairs and whether every base address is
+    16-byte aligned."""
+    aligned = aligned_bases and head_dim % ALIGN_ELEMENTS == 0
+    return ALIGN_ELEMENTS if aligned and all(_aligned_rows(*x) for x in layouts) else 1
+
+
+def _aligned_rows(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
+    if stride[-1] != 1 and shape[-1] > 1:
+        return False
+    # every stride, size-1 axes included: padded lanes of a tile step along them too
+    return not any(s % ALIGN_ELEMENTS for s in stride[:-1])
+
+
+def _span(shape: tuple[int, ...], stride: tuple[int, ...]) -> int:
+    if 0 in shape:
+        return 0
+    return sum((size - 1) * abs(step) for size, step in zip(shape, stride, strict=True))
 
 
 @dataclass(frozen=True)
@@ -167,10 +183,17 @@ class LaunchPlan:
     align: int
 
     @property
-    def grid(self) -> tuple[int]:
-        return (self.tiles * self.rows,)
+    def work(self) -> int:
+        """Work items of the launch: one per (tile, batch, group, head)."""
+        return self.tiles * self.rows
 
-    def kernel_options(self) -> dict:
+    @property
+    def grid(self) -> tuple[int]:
+        """One program per work item (a persistent grid has fewer, see :func:`persistent_grid`)."""
+        return (self.work,)
+
+    @functools.cached_property
+    def options(self) -> dict:
         """The constexpr and compile options of the launch (besides the kernel's own flags)."""
         return dict(
             BLOCK_M=self.config.block_m,
@@ -194,6 +217,8 @@ def plan_launch(
     head_dim: int,
     offset_tensors: tuple[torch.Tensor, ...],
     row_tensors: tuple[torch.Tensor, ...],
+    own_elements: int = 0,
+    scoring: bool = False,
 ) -> LaunchPlan:
     """Plan one launch of kernel ``kind`` over ``rows = B * G * H`` (batch, group, head) rows.
 
@@ -202,13 +227,37 @@ def plan_launch(
             over keys for the last).
         rows: ``B * G * H``.
         num_queries, num_keys, head_dim: ``Nq``, ``Nk`` and ``D`` of the attention.
-        offset_tensors: every tensor the kernel addresses (decides int64 offsets).
-        row_tensors: the ``[..., D]`` tensors whose rows are loaded as tiles (decides alignment).
+        offset_tensors: every tensor the kernel addresses (decides int64 offsets), apart from
+            those the launcher allocated contiguous (or permuted from contiguous) itself;
+        row_tensors: the ``[..., D]`` tensors whose rows are loaded as tiles (decides alignment),
+            apart from those the launcher allocated itself with rows of ``D`` elements.
+        own_elements: the most elements of a tensor the launcher allocated itself (its offsets
+            reach ``own_elements - 1``).
+        scoring: the forward stores scoring logits (see :func:`block_config`).
 
     Raises:
         ValueError: the launch needs more than ``2**31 - 1`` programs.
+
+    A launch plan is made on every call, so it is cached by shapes, strides and base-address
+    alignment (the host's time per call decides the speed at GTPT's sizes;
+    ``python -m benchmarks.host_cost``).
     """
-    config = block_config(num_queries, num_keys, head_dim, kind)
+    layouts = tuple((t.shape, t.stride()) for t in offset_tensors)
+    row_layouts = tuple((t.shape, t.stride()) for t in row_tensors)
+    aligned_bases = all(t.is_meta or t.data_ptr() % 16 == 0 for t in row_tensors)
+    own_wide = own_elements > WIDE_OFFSET_SPAN
+    return _cached_plan(kind, rows, num_queries, num_keys, head_dim, own_wide, layouts,
+                        row_layouts, aligned_bases, scoring)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_plan(
+    kind, rows, num_queries, num_keys, head_dim, own_wide, layouts, row_layouts, aligned_bases,
+    scoring,
+) -> LaunchPlan:  # fmt: skip
+    wide = own_wide or any(_span(*layout) >= WIDE_OFFSET_SPAN for layout in layouts)
+    align = _alignment(head_dim, row_layouts, aligned_bases)
+    config = block_config(num_queries, num_keys, head_dim, kind, scoring)
     tiles = triton.cdiv(num_keys if kind == "bwd_dkdv" else num_queries,
                         config.block_n if kind == "bwd_dkdv" else config.block_m)  # fmt: skip
     tiles = max(tiles, 1)
@@ -217,14 +266,7 @@ def plan_launch(
             f"the {kind} launch needs {tiles} tiles x {rows} (batch, group, head) rows = "
             f"{tiles * rows} programs, more than CUDA's {MAX_GRID}; split the batch"
         )
-    return LaunchPlan(
-        kind,
-        rows,
-        tiles,
-        config,
-        needs_wide_offsets(*offset_tensors),
-        row_alignment(head_dim, *row_tensors),
-    )
+    return LaunchPlan(kind, rows, tiles, config, wide, align)
 
 
 def device_guard(device: torch.device):
@@ -238,12 +280,61 @@ def device_guard(device: torch.device):
 @dataclass(frozen=True)
 class LaunchRecord:
     """One launch seen by :func:`capture_launches`: the kernel, its positional arguments and
-    keyword arguments (constexprs and compile options) exactly as they would be passed."""
+    keyword arguments (constexprs and compile options) exactly as they would be passed, and
+    its grid."""
 
     kernel: object
     args: tuple
     kwargs: dict
     plan: LaunchPlan
+    grid: tuple[int]
+
+
+#: Programs per streaming multiprocessor of a persistent launch; None: one per work item.
+_programs_per_sm: int | None = None
+
+
+@contextlib.contextmanager
+def persistent_grid(programs_per_sm: int | None = 4):
+    """Launch the kernels in this block on a persistent grid.
+
+    Each launch then has ``programs_per_sm`` programs per streaming multiprocessor of its GPU
+    (under the interpreter: ``programs_per_sm`` programs), and every program loops over the
+    launch's work items (one per query or key tile of a (batch, group, head)), instead of one
+    program per work item. The results are the same; which is faster depends on the GPU and
+    the sizes (GTPT's calls are short, so the fixed cost of a program matters), and
+    ``python -m benchmarks.kernels`` times both. ``None`` restores the default inside the block.
+
+    Raises:
+        ValueError: ``programs_per_sm`` is not a positive int (or None).
+    """
+    global _programs_per_sm
+    if programs_per_sm is not None:
+        if isinstance(programs_per_sm, bool) or not isinstance(programs_per_sm, int):
+            raise ValueError(f"programs_per_sm must be a positive int or None, got "
+                             f"{programs_per_sm!r}")  # fmt: skip
+        if programs_per_sm < 1:
+            raise ValueError(f"programs_per_sm must be a positive int, got {programs_per_sm}")
+    previous, _programs_per_sm = _programs_per_sm, programs_per_sm
+    try:
+        yield
+    finally:
+        _programs_per_sm = previous
+
+
+@functools.lru_cache(maxsize=16)
+def _multiprocessors(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1
+
+
+def launch_grid(plan: LaunchPlan, device: torch.device) -> tuple[int]:
+    """The grid of a launch: :attr:`LaunchPlan.grid`, or a persistent one (fewer programs,
+    never more than the work items) inside :func:`persistent_grid`."""
+    if _programs_per_sm is None:
+        return plan.grid
+    return (min(plan.work, _programs_per_sm * _multiprocessors(device)),)
 
 
 _captured: list[LaunchRecord] | None = None
@@ -267,13 +358,16 @@ def capture_launches():
 
 
 def launch(kernel, plan: LaunchPlan, device: torch.device, *args, **flags) -> None:
-    """Launch ``kernel`` as ``plan`` says, under the device guard of ``device``."""
-    kwargs = {**flags, **plan.kernel_options()}
+    """Launch ``kernel`` as ``plan`` says, under the device guard of ``device``; the number of
+    work items is appended to ``args`` (every kernel's last runtime argument, ``WORK``)."""
+    kwargs = {**flags, **plan.options}
+    args = (*args, plan.work)
+    grid = launch_grid(plan, device)
     if _captured is not None:
-        _captured.append(LaunchRecord(kernel, args, kwargs, plan))
+        _captured.append(LaunchRecord(kernel, args, kwargs, plan, grid))
         return
     with device_guard(device):
-        kernel[plan.grid](*args, **kwargs)
+        kernel.run(*args, grid=grid, warmup=False, **kwargs)
 
 
 def check_launchable(*tensors: torch.Tensor) -> None:
@@ -297,13 +391,31 @@ def check_launchable(*tensors: torch.Tensor) -> None:
         )
 
 
-def mask_argument(key_mask: torch.Tensor | None, fallback: torch.Tensor):
-    """A key mask as the kernels read it (one byte per key) with its strides; without a mask,
-    any tensor stands in (the kernels never read it) with zero strides."""
+def mask_argument(key_mask: torch.Tensor | None, fallback: torch.Tensor) -> torch.Tensor:
+    """A key mask as the kernels read it: one byte per key, contiguous (``[B, G, N]`` for group
+    attention, ``[B, G, Nk]`` for gathered attention, addressed through ``G`` and ``N``).
+    Without a mask any tensor stands in; the kernels never read it."""
     if key_mask is None:
-        return fallback, (0,) * 3
-    flags = key_mask.view(torch.uint8)
-    return flags, flags.stride()
+        return fallback
+    return key_mask.contiguous().view(torch.uint8)
+
+
+def one_layout(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Tensors of one shape (q, k, v; or k, v) with one set of strides and a last stride of 1,
+    which the kernels address through a single set of stride arguments: as given when they
+    already are laid out alike (the views of a fused qkv projection, or tensors made alike),
+    else contiguous copies."""
+    first = tensors[0]
+    stride = first.stride()
+    if (stride[-1] == 1 or first.shape[-1] == 1) and all(t.stride() == stride for t in tensors):
+        return tensors
+    return tuple(t.contiguous() for t in tensors)
+
+
+def unit_last_stride(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors, each copied to contiguous memory only when its last stride is not 1 (the
+    kernels address head_dim with stride 1 and leave that stride out of their arguments)."""
+    return tuple(t if t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous() for t in tensors)
 
 
 @triton.jit
@@ -325,12 +437,48 @@ def head_dim_mask(offs_d, D, ALIGN: tl.constexpr):
 
 
 @triton.jit
-def program_coords(num_tiles, G, H, WIDE: tl.constexpr):
-    """``(tile, b, g, h)`` of this program in the one-dimensional grid of ``num_tiles * B * G *
-    H`` programs (tiles of one row consecutive, see ``LaunchPlan``)."""
-    pid = tl.program_id(0)
-    tile = pid % num_tiles
-    row = pid // num_tiles
+def key_slots(cols, g, S, num_shared_keys):
+    """``(group, slot)`` of group ``g``'s keys ``cols`` in the key layout of group attention:
+    key ``j < G * S`` is shared slot ``j % S`` of group ``j // S``, the others are ``g``'s
+    private slots ``S + j - G * S``."""
+    shared = cols < num_shared_keys
+    slots_per_group = tl.maximum(S, 1)
+    src_g = tl.where(shared, cols // slots_per_group, g)
+    src_n = tl.where(shared, cols % slots_per_group, cols - num_shared_keys + S)
+    return src_g, src_n
+
+
+@triton.jit
+def dkdv_over_queries(
+    k, v, dk, dv, Q, DO, Lse, Delta,
+    q_group, do_group, stats_group, sq_n, sdo_n, num_queries,
+    visible, offs_d, d_ok, qk_scale,
+    BLOCK_M: tl.constexpr, PRECISION: tl.constexpr, WIDE: tl.constexpr, ALIGN: tl.constexpr,
+):  # fmt: skip
+    """Accumulate ``dk`` and ``dv`` of a key tile over every query tile of one (batch, group,
+    head): queries at ``q_group + m * sq_n`` and ``dO`` rows at ``do_group + m * sdo_n``
+    (element offsets), row statistics at ``stats_group + m``. See :func:`dkdv_step`."""
+    for start_m in range(0, num_queries, BLOCK_M):
+        offs_m = widen(start_m + tl.arange(0, BLOCK_M), WIDE)
+        q_rows = tl.multiple_of(q_group + offs_m * sq_n, ALIGN)
+        do_rows = tl.multiple_of(do_group + offs_m * sdo_n, ALIGN)
+        dk, dv = dkdv_step(
+            k, v, dk, dv,
+            Q + q_rows[:, None] + offs_d[None, :],
+            DO + do_rows[:, None] + offs_d[None, :],
+            Lse + stats_group + offs_m,
+            Delta + stats_group + offs_m,
+            offs_m < num_queries, visible, d_ok, qk_scale, PRECISION,
+        )  # fmt: skip
+    return dk, dv
+
+
+@triton.jit
+def program_coords(work, num_tiles, G, H, WIDE: tl.constexpr):
+    """``(tile, b, g, h)`` of work item ``work`` of the ``num_tiles * B * G * H`` items of a
+    launch (tiles of one row consecutive, see ``LaunchPlan``)."""
+    tile = work % num_tiles
+    row = work // num_tiles
     h = widen(row % H, WIDE)
     g = widen((row // H) % G, WIDE)
     b = widen(row // (H * G), WIDE)
@@ -437,7 +585,9 @@ def dkdv_step(
     q = tl.load(q_ptrs, mask=row_ok[:, None] & d_ok[None, :], other=0.0)
     do = tl.load(do_ptrs, mask=row_ok[:, None] & d_ok[None, :], other=0.0)
     lse = tl.load(lse_ptrs, mask=row_ok, other=float("-inf"))
-    lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
+    empty = lse == float("-inf")  # a row without visible keys passes no gradient (NaN included)
+    do = tl.where(empty[:, None], 0.0, do)
+    lse2 = tl.where(empty, float("inf"), lse * 1.4426950408889634)
     delta = tl.load(delta_ptrs, mask=row_ok, other=0.0)
     s_t = tl.dot(k, tl.trans(q), input_precision=PRECISION)  # [N, M]
     p_t = tl.math.exp2(s_t * qk_scale - lse2[None, :])

@@ -23,9 +23,9 @@ fails (exit status 1, a report of every failure) on:
 * a compile error;
 * any register spill;
 * a half-precision kernel without tensor-core instructions;
-* a half-precision kernel with 2-byte scalar global loads of q, k, v or gradients
-  (unvectorised, unpipelined rows; loads of two one-byte mask flags, also ``ld.global.b16`` in
-  PTX, are told apart by their source line);
+* a half-precision kernel with 2-byte scalar global loads of q, k, v or gradients, or 2-byte
+  scalar global stores of its outputs (unvectorised, unpipelined rows; loads of two one-byte
+  mask flags, also ``ld.global.b16`` in PTX, are told apart by their source line);
 * shared memory above the architecture's per-block limit.
 
 ``ptxas`` and ``cuobjdump`` come with the triton wheel; nothing here is needed at import time of
@@ -275,6 +275,9 @@ PTX_PATTERNS = {
     "ptx_tma": r"\bcp\.async\.bulk\.tensor",
     # 2-byte scalar global loads (no .v2/.v4 vector), including packed pairs of mask bytes
     "ptx_ld_global_b16": LD_B16,
+    # 2-byte scalar global stores: half-precision rows written one element at a time (every
+    # other store of these kernels is float32: statistics, logits, gathered dk/dv)
+    "ptx_st_global_b16": r"\bst\.global(?:\.(?!v\d)[\w:]+)*\.[bfu]16\b",
 }
 SASS_PATTERNS = {
     "sass_hgmma": r"\bHGMMA\.",
@@ -397,6 +400,8 @@ def failures(result: dict, arch: int, dtype: str) -> list[str]:
         found.append("no tensor-core instruction (HGMMA/HMMA)")
     if dtype in HALF and result["ptx_ld_global_b16_data"]:
         found.append(f"{result['ptx_ld_global_b16_data']} scalar 2-byte global loads")
+    if dtype in HALF and result.get("ptx_st_global_b16"):
+        found.append(f"{result['ptx_st_global_b16']} scalar 2-byte global stores")
     limit = SMEM_LIMITS.get(arch)
     if limit is not None and result["shared_bytes"] > limit:
         found.append(f"shared memory {result['shared_bytes']} B > {limit} B per block")
@@ -419,8 +424,8 @@ def markdown_report(report: dict) -> str:
         "",
         "| kernel | arch | dtype | compiles | head dims | max registers | spill bytes | "
         "max shared KB | tensor-core instr. (min) | cp.async (min) | 2-byte scalar loads | "
-        "failed |",
-        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "2-byte scalar stores | failed |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (kernel, arch, dtype), compiles in sorted(groups.items()):
         ok = [c for c in compiles if "registers" in c]
@@ -433,6 +438,7 @@ def markdown_report(report: dict) -> str:
             f"{max((c['shared_bytes'] for c in ok), default=0) / 1024:.1f} | {tensor_cores} | "
             f"{min((c['sass_ldgsts'] for c in ok), default=0)} | "
             f"{sum(c['ptx_ld_global_b16_data'] for c in ok)} | "
+            f"{sum(c.get('ptx_st_global_b16', 0) for c in ok) if dtype != 'fp32' else '-'} | "
             f"{sum(bool(c['failures']) for c in compiles)} |"
         )
     return "\n".join(lines) + "\n"

@@ -4,7 +4,12 @@ The key and value tiles are fetched row by row through the index (``row = index[
 so the gathered copies that ``gather + attention`` would materialise never exist. In the
 backward pass a buffer row may be selected by several groups, or several times by one group;
 its ``dk``/``dv`` contributions are summed with float32 atomic adds (the order of those sums, and
-so the last bits of the result, may vary between runs on a GPU).
+so the last bits of the result, may vary between runs on a GPU), or, under
+``torch.use_deterministic_algorithms(True)``, written one slot per selected key and added in a
+fixed order. As in :mod:`.group_attention`, the dq kernel computes ``delta = rowsum(dO * O)``
+for the dk/dv kernel, and the arguments are few: q and dO pass their strides, k and v share
+one set, everything else (index, key mask, outputs, gradients) has a layout the kernels derive
+from the sizes.
 """
 
 from __future__ import annotations
@@ -16,32 +21,31 @@ from torch import Tensor
 
 from ._common import (
     check_launchable,
-    dkdv_step,
+    dkdv_over_queries,
     dot_precision,
     dq_step,
     finish_softmax,
     head_dim_mask,
     launch,
     mask_argument,
+    one_layout,
     online_softmax_step,
     plan_launch,
     program_coords,
+    unit_last_stride,
     widen,
 )
-from .group_attention import empty_like_heads_last
+from .group_attention import empty_like_heads_last, heads_last
 
 
 @triton.jit
 def _gathered_attention_fwd(
     Q, K, V, Index, Mask, Out, Lse,
-    sq_b, sq_g, sq_h, sq_n, sq_d,
-    sk_b, sk_h, sk_t, sk_d,
-    sv_b, sv_h, sv_t, sv_d,
-    si_b, si_g, si_j,
-    sm_b, sm_g, sm_j,
-    so_b, so_g, so_h, so_n, so_d,
+    sq_b, sq_g, sq_h, sq_n,
+    skv_b, skv_h, skv_t,
     G, H, NQ, NK, D,
     scale,
+    WORK,
     HAS_MASK: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -50,62 +54,56 @@ def _gathered_attention_fwd(
     WIDE: tl.constexpr,
     ALIGN: tl.constexpr,
 ):  # fmt: skip
-    pid_m, b, g, h = program_coords(tl.cdiv(NQ, BLOCK_M), G, H, WIDE)
-    offs_m = widen(pid_m * BLOCK_M + tl.arange(0, BLOCK_M), WIDE)
-    offs_d = tl.arange(0, BLOCK_D)
-    row_ok = offs_m < NQ
-    d_ok = head_dim_mask(offs_d, D, ALIGN)
-    q_rows = tl.multiple_of(b * sq_b + g * sq_g + h * sq_h + offs_m * sq_n, ALIGN)
-    q = tl.load(
-        Q + q_rows[:, None] + offs_d[None, :] * sq_d,
-        mask=row_ok[:, None] & d_ok[None, :],
-        other=0.0,
-    )
-    k_head = K + tl.multiple_of(b * sk_b + h * sk_h, ALIGN)
-    v_head = V + tl.multiple_of(b * sv_b + h * sv_h, ALIGN)
-    index_group = Index + b * si_b + g * si_g
-    mask_group = Mask + b * sm_b + g * sm_g
-    qk_scale = scale * 1.4426950408889634
-    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
-    l_i = tl.zeros([BLOCK_M], tl.float32)
-    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    for start in range(0, NK, BLOCK_N):
-        cols = widen(start + tl.arange(0, BLOCK_N), WIDE)
-        key_ok = cols < NK
-        rows = tl.load(index_group + cols * si_j, mask=key_ok, other=0)
-        visible = key_ok
-        if HAS_MASK:
-            visible = visible & (tl.load(mask_group + cols * sm_j, mask=key_ok, other=0) != 0)
-        k_rows = tl.multiple_of(rows * sk_t, ALIGN)
-        v_rows = tl.multiple_of(rows * sv_t, ALIGN)
-        acc, m_i, l_i, _ = online_softmax_step(
-            q, acc, m_i, l_i,
-            k_head + k_rows[None, :] + offs_d[:, None] * sk_d,
-            v_head + v_rows[:, None] + offs_d[None, :] * sv_d,
-            visible, d_ok, qk_scale, PRECISION,
-        )  # fmt: skip
-    out, lse = finish_softmax(acc, m_i, l_i)
-    out_rows = tl.multiple_of(b * so_b + g * so_g + h * so_h + offs_m * so_n, ALIGN)
-    tl.store(
-        Out + out_rows[:, None] + offs_d[None, :] * so_d,
-        out.to(Out.dtype.element_ty),
-        mask=row_ok[:, None] & d_ok[None, :],
-    )
-    tl.store(Lse + ((b * G + g) * H + h) * NQ + offs_m, lse, mask=row_ok)
+    # one program per (tile, batch, group, head), or fewer looping over them (a persistent
+    # grid, see LaunchPlan)
+    for work in range(tl.program_id(0), WORK, tl.num_programs(0)):
+        pid_m, b, g, h = program_coords(work, tl.cdiv(NQ, BLOCK_M), G, H, WIDE)
+        offs_m = widen(pid_m * BLOCK_M + tl.arange(0, BLOCK_M), WIDE)
+        offs_d = tl.arange(0, BLOCK_D)
+        row_ok = offs_m < NQ
+        d_ok = head_dim_mask(offs_d, D, ALIGN)
+        q_rows = tl.multiple_of(b * sq_b + g * sq_g + h * sq_h + offs_m * sq_n, ALIGN)
+        q = tl.load(Q + q_rows[:, None] + offs_d[None, :], mask=row_ok[:, None] & d_ok[None, :],
+                    other=0.0)  # fmt: skip
+        kv_head = tl.multiple_of(b * skv_b + h * skv_h, ALIGN)
+        selection = (b * G + g) * NK  # index and key mask: contiguous [B, G, Nk]
+        qk_scale = scale * 1.4426950408889634
+        m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+        l_i = tl.zeros([BLOCK_M], tl.float32)
+        acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+        for start in range(0, NK, BLOCK_N):
+            cols = widen(start + tl.arange(0, BLOCK_N), WIDE)
+            key_ok = cols < NK
+            rows = tl.load(Index + selection + cols, mask=key_ok, other=0)
+            visible = key_ok
+            if HAS_MASK:
+                visible = visible & (tl.load(Mask + selection + cols, mask=key_ok, other=0) != 0)
+            kv_rows = tl.multiple_of(kv_head + rows * skv_t, ALIGN)
+            acc, m_i, l_i, _ = online_softmax_step(
+                q, acc, m_i, l_i,
+                K + kv_rows[None, :] + offs_d[:, None],
+                V + kv_rows[:, None] + offs_d[None, :],
+                visible, d_ok, qk_scale, PRECISION,
+            )  # fmt: skip
+        out, lse = finish_softmax(acc, m_i, l_i)
+        out_rows = tl.multiple_of(((b * G + g) * NQ + offs_m) * (H * D) + h * D, ALIGN)
+        tl.store(
+            Out + out_rows[:, None] + offs_d[None, :],
+            out.to(Out.dtype.element_ty),
+            mask=row_ok[:, None] & d_ok[None, :],
+        )
+        tl.store(Lse + ((b * G + g) * H + h) * NQ + offs_m, lse, mask=row_ok)
 
 
 @triton.jit
 def _gathered_attention_bwd_dq(
-    Q, K, V, Index, Mask, DO, Lse, Delta, DQ,
-    sq_b, sq_g, sq_h, sq_n, sq_d,
-    sk_b, sk_h, sk_t, sk_d,
-    sv_b, sv_h, sv_t, sv_d,
-    si_b, si_g, si_j,
-    sm_b, sm_g, sm_j,
-    sdo_b, sdo_g, sdo_h, sdo_n, sdo_d,
-    sdq_b, sdq_g, sdq_h, sdq_n, sdq_d,
+    Q, K, V, Index, Mask, DO, Out, Lse, Delta, DQ,
+    sq_b, sq_g, sq_h, sq_n,
+    skv_b, skv_h, skv_t,
+    sdo_b, sdo_g, sdo_h, sdo_n,
     G, H, NQ, NK, D,
     scale,
+    WORK,
     HAS_MASK: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -114,61 +112,59 @@ def _gathered_attention_bwd_dq(
     WIDE: tl.constexpr,
     ALIGN: tl.constexpr,
 ):  # fmt: skip
-    pid_m, b, g, h = program_coords(tl.cdiv(NQ, BLOCK_M), G, H, WIDE)
-    offs_m = widen(pid_m * BLOCK_M + tl.arange(0, BLOCK_M), WIDE)
-    offs_d = tl.arange(0, BLOCK_D)
-    row_ok = offs_m < NQ
-    d_ok = head_dim_mask(offs_d, D, ALIGN)
-    tile_ok = row_ok[:, None] & d_ok[None, :]
-    q_rows = tl.multiple_of(b * sq_b + g * sq_g + h * sq_h + offs_m * sq_n, ALIGN)
-    do_rows = tl.multiple_of(b * sdo_b + g * sdo_g + h * sdo_h + offs_m * sdo_n, ALIGN)
-    q = tl.load(Q + q_rows[:, None] + offs_d[None, :] * sq_d, mask=tile_ok, other=0.0)
-    do = tl.load(DO + do_rows[:, None] + offs_d[None, :] * sdo_d, mask=tile_ok, other=0.0)
-    row_stats = ((b * G + g) * H + h) * NQ + offs_m
-    lse = tl.load(Lse + row_stats, mask=row_ok, other=float("-inf"))
-    lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
-    delta = tl.load(Delta + row_stats, mask=row_ok, other=0.0)
-    k_head = K + tl.multiple_of(b * sk_b + h * sk_h, ALIGN)
-    v_head = V + tl.multiple_of(b * sv_b + h * sv_h, ALIGN)
-    index_group = Index + b * si_b + g * si_g
-    mask_group = Mask + b * sm_b + g * sm_g
-    qk_scale = scale * 1.4426950408889634
-    dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    for start in range(0, NK, BLOCK_N):
-        cols = widen(start + tl.arange(0, BLOCK_N), WIDE)
-        key_ok = cols < NK
-        rows = tl.load(index_group + cols * si_j, mask=key_ok, other=0)
-        visible = key_ok
-        if HAS_MASK:
-            visible = visible & (tl.load(mask_group + cols * sm_j, mask=key_ok, other=0) != 0)
-        k_rows = tl.multiple_of(rows * sk_t, ALIGN)
-        v_rows = tl.multiple_of(rows * sv_t, ALIGN)
-        dq = dq_step(
-            q, do, lse2, delta, dq,
-            k_head + k_rows[None, :] + offs_d[:, None] * sk_d,
-            v_head + v_rows[None, :] + offs_d[:, None] * sv_d,
-            visible, d_ok, qk_scale, PRECISION,
-        )  # fmt: skip
-    dq_rows = tl.multiple_of(b * sdq_b + g * sdq_g + h * sdq_h + offs_m * sdq_n, ALIGN)
-    tl.store(
-        DQ + dq_rows[:, None] + offs_d[None, :] * sdq_d,
-        (dq * scale).to(DQ.dtype.element_ty),
-        mask=tile_ok,
-    )
+    # one program per (tile, batch, group, head), or fewer looping over them (a persistent
+    # grid, see LaunchPlan)
+    for work in range(tl.program_id(0), WORK, tl.num_programs(0)):
+        pid_m, b, g, h = program_coords(work, tl.cdiv(NQ, BLOCK_M), G, H, WIDE)
+        offs_m = widen(pid_m * BLOCK_M + tl.arange(0, BLOCK_M), WIDE)
+        offs_d = tl.arange(0, BLOCK_D)
+        row_ok = offs_m < NQ
+        d_ok = head_dim_mask(offs_d, D, ALIGN)
+        tile_ok = row_ok[:, None] & d_ok[None, :]
+        q_rows = tl.multiple_of(b * sq_b + g * sq_g + h * sq_h + offs_m * sq_n, ALIGN)
+        do_rows = tl.multiple_of(b * sdo_b + g * sdo_g + h * sdo_h + offs_m * sdo_n, ALIGN)
+        own_rows = tl.multiple_of(((b * G + g) * NQ + offs_m) * (H * D) + h * D, ALIGN)
+        row_stats = ((b * G + g) * H + h) * NQ + offs_m
+        lse = tl.load(Lse + row_stats, mask=row_ok, other=float("-inf"))
+        empty = lse == float("-inf")  # no visible key: no gradient flows back (NaN included)
+        lse2 = tl.where(empty, float("inf"), lse * 1.4426950408889634)
+        q = tl.load(Q + q_rows[:, None] + offs_d[None, :], mask=tile_ok, other=0.0)
+        do = tl.load(DO + do_rows[:, None] + offs_d[None, :], mask=tile_ok, other=0.0)
+        do = tl.where(empty[:, None], 0.0, do)
+        o = tl.load(Out + own_rows[:, None] + offs_d[None, :], mask=tile_ok, other=0.0)
+        delta = tl.where(empty, 0.0, tl.sum(do.to(tl.float32) * o.to(tl.float32), 1))
+        tl.store(Delta + row_stats, delta, mask=row_ok)  # for the dk/dv kernel, launched next
+        kv_head = tl.multiple_of(b * skv_b + h * skv_h, ALIGN)
+        selection = (b * G + g) * NK
+        qk_scale = scale * 1.4426950408889634
+        dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+        for start in range(0, NK, BLOCK_N):
+            cols = widen(start + tl.arange(0, BLOCK_N), WIDE)
+            key_ok = cols < NK
+            rows = tl.load(Index + selection + cols, mask=key_ok, other=0)
+            visible = key_ok
+            if HAS_MASK:
+                visible = visible & (tl.load(Mask + selection + cols, mask=key_ok, other=0) != 0)
+            kv_rows = tl.multiple_of(kv_head + rows * skv_t, ALIGN)
+            dq = dq_step(
+                q, do, lse2, delta, dq,
+                K + kv_rows[None, :] + offs_d[:, None],
+                V + kv_rows[None, :] + offs_d[:, None],
+                visible, d_ok, qk_scale, PRECISION,
+            )  # fmt: skip
+        tl.store(DQ + own_rows[:, None] + offs_d[None, :], (dq * scale).to(DQ.dtype.element_ty),
+                 mask=tile_ok)  # fmt: skip
 
 
 @triton.jit
 def _gathered_attention_bwd_dkdv(
     Q, K, V, Index, Mask, DO, Lse, Delta, DK, DV,
-    sq_b, sq_g, sq_h, sq_n, sq_d,
-    sk_b, sk_h, sk_t, sk_d,
-    sv_b, sv_h, sv_t, sv_d,
-    si_b, si_g, si_j,
-    sm_b, sm_g, sm_j,
-    sdo_b, sdo_g, sdo_h, sdo_n, sdo_d,
-    sdk_b, sdk_g, sdk_h, sdk_t, sdk_d,
-    G, H, NQ, NK, D,
+    sq_b, sq_g, sq_h, sq_n,
+    skv_b, skv_h, skv_t,
+    sdo_b, sdo_g, sdo_h, sdo_n,
+    G, H, NQ, NK, D, T,
     scale,
+    WORK,
     HAS_MASK: tl.constexpr,
     PER_SLOT: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -178,51 +174,47 @@ def _gathered_attention_bwd_dkdv(
     WIDE: tl.constexpr,
     ALIGN: tl.constexpr,
 ):  # fmt: skip
-    pid_n, b, g, h = program_coords(tl.cdiv(NK, BLOCK_N), G, H, WIDE)
-    cols = widen(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), WIDE)
-    offs_d = tl.arange(0, BLOCK_D)
-    key_ok = cols < NK
-    d_ok = head_dim_mask(offs_d, D, ALIGN)
-    rows = tl.load(Index + b * si_b + g * si_g + cols * si_j, mask=key_ok, other=0)
-    visible = key_ok
-    if HAS_MASK:
-        flag = tl.load(Mask + b * sm_b + g * sm_g + cols * sm_j, mask=key_ok, other=0)
-        visible = visible & (flag != 0)
-    # masked entries are not read (nor written below): whatever they hold changes nothing
-    update = visible[:, None] & d_ok[None, :]
-    k_rows = tl.multiple_of(b * sk_b + h * sk_h + rows * sk_t, ALIGN)
-    v_rows = tl.multiple_of(b * sv_b + h * sv_h + rows * sv_t, ALIGN)
-    k = tl.load(K + k_rows[:, None] + offs_d[None, :] * sk_d, mask=update, other=0.0)
-    v = tl.load(V + v_rows[:, None] + offs_d[None, :] * sv_d, mask=update, other=0.0)
-    qk_scale = scale * 1.4426950408889634
-    dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
-    dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
-    q_group = tl.multiple_of(b * sq_b + g * sq_g + h * sq_h, ALIGN)
-    do_group = tl.multiple_of(b * sdo_b + g * sdo_g + h * sdo_h, ALIGN)
-    stats_group = ((b * G + g) * H + h) * NQ
-    for start_m in range(0, NQ, BLOCK_M):
-        offs_m = widen(start_m + tl.arange(0, BLOCK_M), WIDE)
-        q_rows = tl.multiple_of(q_group + offs_m * sq_n, ALIGN)
-        do_rows = tl.multiple_of(do_group + offs_m * sdo_n, ALIGN)
-        dk, dv = dkdv_step(
-            k, v, dk, dv,
-            Q + q_rows[:, None] + offs_d[None, :] * sq_d,
-            DO + do_rows[:, None] + offs_d[None, :] * sdo_d,
-            Lse + stats_group + offs_m,
-            Delta + stats_group + offs_m,
-            offs_m < NQ, visible, d_ok, qk_scale, PRECISION,
+    # one program per (tile, batch, group, head), or fewer looping over them (a persistent
+    # grid, see LaunchPlan)
+    for work in range(tl.program_id(0), WORK, tl.num_programs(0)):
+        pid_n, b, g, h = program_coords(work, tl.cdiv(NK, BLOCK_N), G, H, WIDE)
+        cols = widen(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), WIDE)
+        offs_d = tl.arange(0, BLOCK_D)
+        key_ok = cols < NK
+        d_ok = head_dim_mask(offs_d, D, ALIGN)
+        selection = (b * G + g) * NK
+        rows = tl.load(Index + selection + cols, mask=key_ok, other=0)
+        visible = key_ok
+        if HAS_MASK:
+            visible = visible & (tl.load(Mask + selection + cols, mask=key_ok, other=0) != 0)
+        # masked entries are not read (nor written below): whatever they hold changes nothing
+        update = visible[:, None] & d_ok[None, :]
+        kv_rows = tl.multiple_of(b * skv_b + h * skv_h + rows * skv_t, ALIGN)
+        k = tl.load(K + kv_rows[:, None] + offs_d[None, :], mask=update, other=0.0)
+        v = tl.load(V + kv_rows[:, None] + offs_d[None, :], mask=update, other=0.0)
+        qk_scale = scale * 1.4426950408889634
+        dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+        dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+        q_group = tl.multiple_of(b * sq_b + g * sq_g + h * sq_h, ALIGN)
+        do_group = tl.multiple_of(b * sdo_b + g * sdo_g + h * sdo_h, ALIGN)
+        stats_group = ((b * G + g) * H + h) * NQ
+        dk, dv = dkdv_over_queries(
+            k, v, dk, dv, Q, DO, Lse, Delta,
+            q_group, do_group, stats_group, sq_n, sdo_n, NQ,
+            visible, offs_d, d_ok, qk_scale, BLOCK_M, PRECISION, WIDE, ALIGN,
         )  # fmt: skip
-    if PER_SLOT:
-        # DK, DV are [B, G, H, Nk, D]: one slot per selected key, written by this program
-        # alone; the launcher adds the slots into the buffer rows in a fixed order
-        slots = b * sdk_b + g * sdk_g + h * sdk_h + cols[:, None] * sdk_t + offs_d[None, :] * sdk_d
-        tl.store(DK + slots, dk * scale, mask=update)
-        tl.store(DV + slots, dv, mask=update)
-    else:
-        # several groups (or one group several times) may select the same buffer row: add
-        buffer_rows = b * sdk_b + h * sdk_h + rows[:, None] * sdk_t + offs_d[None, :] * sdk_d
-        tl.atomic_add(DK + buffer_rows, dk * scale, mask=update)
-        tl.atomic_add(DV + buffer_rows, dv, mask=update)
+        if PER_SLOT:
+            # DK, DV are contiguous [B, G, H, Nk, D]: one slot per selected key, written by this
+            # program alone; the launcher adds the slots into the buffer rows in a fixed order
+            slots = ((((b * G + g) * H + h) * NK + cols) * D)[:, None] + offs_d[None, :]
+            tl.store(DK + slots, dk * scale, mask=update)
+            tl.store(DV + slots, dv, mask=update)
+        else:
+            # DK, DV are contiguous float32 [B, H, T, D]; several groups (or one group several
+            # times) may select the same buffer row: add
+            buffer_rows = (((b * H + h) * T + rows) * D)[:, None] + offs_d[None, :]
+            tl.atomic_add(DK + buffer_rows, dk * scale, mask=update)
+            tl.atomic_add(DV + buffer_rows, dv, mask=update)
 
 
 def gathered_attention_forward(
@@ -230,24 +222,28 @@ def gathered_attention_forward(
 ) -> tuple[Tensor, Tensor]:
     """Launch the forward kernel; returns ``(out [B, G, H, Nq, D], lse [B, G, H, Nq])``."""
     check_launchable(q, k, v)
-    index = index.long()  # row * stride in int64 when the launch needs wide offsets
     batch, groups, heads, num_queries, head_dim = q.shape
     num_keys = index.shape[-1]
     out = empty_like_heads_last(q)
-    lse = torch.empty((batch, groups, heads, num_queries), dtype=torch.float32, device=q.device)
+    lse = q.new_empty((batch, groups, heads, num_queries), dtype=torch.float32)
     if out.numel() == 0:
         lse.fill_(float("-inf"))
         return out, lse
-    flags, mask_strides = mask_argument(key_mask, index)
+    (q,) = unit_last_stride(q)
+    k, v = one_layout(k, v)
+    # contiguous int64: row * stride is computed in int64 when the launch needs wide offsets
+    index = index.to(torch.int64).contiguous()
+    flags = mask_argument(key_mask, index)
     plan = plan_launch(
         "fwd", batch * groups * heads, num_queries, num_keys, head_dim,
-        offset_tensors=(q, k, v, index, flags, out, lse),
-        row_tensors=(q, k, v, out),
+        offset_tensors=(q, k),  # v has k's layout
+        row_tensors=(q, k, v),
+        own_elements=max(out.numel(), index.numel()),
     )  # fmt: skip
     launch(
         _gathered_attention_fwd, plan, q.device,
         q, k, v, index, flags, out, lse,
-        *q.stride(), *k.stride(), *v.stride(), *index.stride(), *mask_strides, *out.stride(),
+        *q.stride()[:4], *k.stride()[:3],
         groups, heads, num_queries, num_keys, head_dim,
         scale,
         HAS_MASK=key_mask is not None,
@@ -270,11 +266,8 @@ def gathered_attention_backward(
     """Launch the backward kernels; returns ``(dq, dk, dv)`` shaped like ``q, k, v``. Rows
     without a visible key pass no gradient back."""
     check_launchable(q, k, v, grad_out)
-    index = index.long()  # row * stride in int64 when the launch needs wide offsets
-    # see group_attention_backward: a row without keys passes no gradient back, NaN included
-    grad_out = grad_out.masked_fill((lse == float("-inf"))[..., None], 0.0)
-    grad_out = grad_out.to(q.dtype)  # tl.dot needs operands of one dtype
     batch, groups, heads, num_queries, head_dim = q.shape
+    tokens = k.shape[2]
     num_keys = index.shape[-1]
     dq = empty_like_heads_last(q)
     dk = torch.zeros(k.shape, dtype=torch.float32, device=k.device)
@@ -282,19 +275,25 @@ def gathered_attention_backward(
     if q.numel() == 0 or num_keys == 0:
         dq.zero_()
         return dq, dk.to(k.dtype), dv.to(v.dtype)
-    delta = (grad_out.float() * out.float()).sum(dim=-1).contiguous()
+    grad_out = grad_out.to(q.dtype)  # tl.dot needs operands of one dtype
+    q, grad_out = unit_last_stride(q, grad_out)
+    k, v = one_layout(k, v)
+    index = index.to(torch.int64).contiguous()
+    out = heads_last(out)
     lse = lse.contiguous()
-    flags, mask_strides = mask_argument(key_mask, index)
+    delta = torch.empty_like(lse)  # written by the dq kernel, read by the dk/dv kernel
+    flags = mask_argument(key_mask, index)
     rows = batch * groups * heads
-    offset_tensors = (q, k, v, index, flags, grad_out, lse, delta, dq, dk, dv)
-    row_tensors = (q, k, v, grad_out, dq, dk, dv)
+    # v has k's layout; out, dq, dk and dv are laid out by this launcher
+    layout = dict(offset_tensors=(q, k, grad_out), row_tensors=(q, k, v, grad_out, out),
+                  own_elements=max(q.numel(), k.numel(), index.numel()))  # fmt: skip
+    strides = (*q.stride()[:4], *k.stride()[:3], *grad_out.stride()[:4])
     flags_and_precision = dict(HAS_MASK=key_mask is not None, PRECISION=dot_precision(q.dtype))
-    plan = plan_launch("bwd_dq", rows, num_queries, num_keys, head_dim, offset_tensors, row_tensors)
+    plan = plan_launch("bwd_dq", rows, num_queries, num_keys, head_dim, **layout)
     launch(
         _gathered_attention_bwd_dq, plan, q.device,
-        q, k, v, index, flags, grad_out, lse, delta, dq,
-        *q.stride(), *k.stride(), *v.stride(), *index.stride(), *mask_strides,
-        *grad_out.stride(), *dq.stride(),
+        q, k, v, index, flags, grad_out, out, lse, delta, dq,
+        *strides,
         groups, heads, num_queries, num_keys, head_dim,
         scale,
         **flags_and_precision,
@@ -306,20 +305,15 @@ def gathered_attention_backward(
         slots = (batch, groups, heads, num_keys, head_dim)
         dk_out = torch.zeros(slots, dtype=torch.float32, device=k.device)
         dv_out = torch.zeros(slots, dtype=torch.float32, device=v.device)
-        out_strides = dk_out.stride()
+        layout["own_elements"] = max(layout["own_elements"], dk_out.numel())
     else:
         dk_out, dv_out = dk, dv
-        out_strides = (dk.stride(0), 0, *dk.stride()[1:])
-    plan = plan_launch(
-        "bwd_dkdv", rows, num_queries, num_keys, head_dim,
-        (*offset_tensors, dk_out, dv_out), (*row_tensors, dk_out, dv_out),
-    )  # fmt: skip
+    plan = plan_launch("bwd_dkdv", rows, num_queries, num_keys, head_dim, **layout)
     launch(
         _gathered_attention_bwd_dkdv, plan, q.device,
         q, k, v, index, flags, grad_out, lse, delta, dk_out, dv_out,
-        *q.stride(), *k.stride(), *v.stride(), *index.stride(), *mask_strides,
-        *grad_out.stride(), *out_strides,
-        groups, heads, num_queries, num_keys, head_dim,
+        *strides,
+        groups, heads, num_queries, num_keys, head_dim, tokens,
         scale,
         PER_SLOT=per_slot,
         **flags_and_precision,

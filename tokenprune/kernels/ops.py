@@ -21,6 +21,15 @@ public functions (:mod:`tokenprune.attention.functional`, same argument names) f
 dtypes, ranks, shapes, devices and counts raise ``TypeError``/``ValueError``; the range of a
 gather ``index`` is a value check (:func:`tokenprune._validation.check_values`: immediate on the
 CPU, an asynchronous device assertion on a GPU, skipped while tracing).
+
+The backends (:func:`group_attention_triton`, :func:`gathered_attention_triton`) call these ops
+whenever something observes the dispatcher: ``torch.compile``, ``torch.jit.trace`` (fvcore and
+:func:`tokenprune.count_flops`), a ``TorchDispatchMode`` such as ``FlopCounterMode`` or
+``FakeTensorMode``, functorch transforms, tensor subclasses. A plain eager call skips the
+dispatcher's Python round trip, which at GTPT's sizes costs more host time than the kernel takes
+on the GPU (``python -m benchmarks.host_cost``): it launches the same kernels through a
+``torch.autograd.Function`` with the same backward, and its arguments have already been
+checked by the public function.
 """
 
 # No ``from __future__ import annotations``: torch.library reads the annotations at runtime.
@@ -153,16 +162,23 @@ def _group_setup_context(ctx, inputs, output):
     ctx.scale = scale
 
 
-def _group_backward(ctx, grad_out, grad_lse, grad_logits):
+def _group_input_grads(ctx, grad_out, grad_lse, grad_logits, backward):
+    """``(dq, dk, dv)`` from the gradients of ``(out, lse, logits)`` (any may be None), with
+    ``backward`` the backward op or launcher (signature of ``group_attention_backward``)."""
     q, k, v, key_mask, out, lse, logits = ctx.saved_tensors
     if grad_out is None:
         grad_out = torch.zeros_like(out)
-    dq, dk, dv = torch.ops.tokenprune.group_attention_backward(
+    dq, dk, dv = backward(
         grad_out, q, k, v, out, lse, key_mask, ctx.num_shared, ctx.scale, grad_lse
     )
     if grad_logits is not None and logits.shape[3] > 0:
         dq, dk = _add_scoring_logit_grads(dq, dk, grad_logits, logits, q, k, ctx)
-    return dq, dk, dv, None, None, None, None
+    return dq, dk, dv
+
+
+def _group_backward(ctx, grad_out, grad_lse, grad_logits):
+    backward = torch.ops.tokenprune.group_attention_backward
+    return *_group_input_grads(ctx, grad_out, grad_lse, grad_logits, backward), *(None,) * 4
 
 
 def _add_scoring_logit_grads(dq, dk, grad_logits, logits, q, k, ctx):
@@ -184,6 +200,25 @@ def _add_scoring_logit_grads(dq, dk, grad_logits, logits, q, k, ctx):
 torch.library.register_autograd(
     "tokenprune::group_attention", _group_backward, setup_context=_group_setup_context
 )
+
+
+class _EagerGroupAttention(torch.autograd.Function):
+    """``tokenprune::group_attention`` without the dispatcher (see the module docstring)."""
+
+    # forward takes ctx: with a separate setup_context, Function.apply binds the arguments
+    # through inspect.signature on every call (~20 us, measured by benchmarks.host_cost)
+    @staticmethod
+    def forward(ctx, *inputs):
+        output = group_attention_forward(*inputs)
+        _group_setup_context(ctx, inputs, output)
+        ctx.set_materialize_grads(False)
+        return output
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out, grad_lse, grad_logits):
+        grads = _group_input_grads(ctx, grad_out, grad_lse, grad_logits, group_attention_backward)
+        return *grads, *(None,) * 4
 
 
 def _group_pairs(q_shape, num_shared) -> int:
@@ -212,6 +247,31 @@ def _group_attention_macs(inputs, outputs) -> int:
 register_mac_formula("tokenprune::group_attention", _group_attention_macs)
 
 
+def dispatcher_observed(*tensors: Tensor | None) -> bool:
+    """Whether anything besides the kernels would see a call of the ``tokenprune::*`` ops:
+    ``torch.compile`` or ``torch.jit.trace`` tracing, a ``TorchDispatchMode`` or
+    ``TorchFunctionMode`` (``FlopCounterMode``, ``FakeTensorMode``), functorch transforms, or a
+    tensor subclass among ``tensors``. Then the backends call the ops; otherwise they launch
+    the kernels directly (the module docstring says why)."""
+    if torch.compiler.is_compiling():  # first: dynamo cannot trace the checks below
+        return True
+    if (
+        torch._C._len_torch_dispatch_stack() > 0
+        or torch._C._is_torch_function_mode_enabled()
+        or torch._C._are_functorch_transforms_active()
+        or torch._C._is_tracing()  # torch.jit.is_tracing() without its scripting check
+    ):
+        return True
+    for t in tensors:  # noqa: SIM110 (a loop is cheaper than any() over a generator)
+        if t is not None and type(t) is not Tensor:
+            return True
+    return False
+
+
+def _needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def group_attention_triton(
     q: Tensor,
     k: Tensor,
@@ -222,15 +282,20 @@ def group_attention_triton(
     dropout_p: float,
     score_queries: int,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """The ``"triton"`` group-attention backend (signature of the PyTorch reference)."""
+    """The ``"triton"`` group-attention backend (signature of the PyTorch reference; the
+    arguments have been checked by :func:`tokenprune.group_attention`)."""
     if dropout_p:
         raise ValueError("attention dropout is not supported by the Triton kernels")
-    out, lse, logits = torch.ops.tokenprune.group_attention(
-        q, k, v, key_mask, num_shared, scale, score_queries
-    )
+    args = (q, k, v, key_mask, num_shared, scale, score_queries)
+    if dispatcher_observed(q, k, v, key_mask):
+        out, lse, logits = torch.ops.tokenprune.group_attention(*args)
+    elif _needs_grad(q, k, v):
+        out, lse, logits = _EagerGroupAttention.apply(*args)
+    else:
+        out, lse, logits = group_attention_forward(*args)
     if score_queries == 0:
         return out, None, None
-    return out, logits, lse[:, :, :, :score_queries]
+    return out, logits, lse.narrow(3, 0, score_queries)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,17 +358,39 @@ def _gathered_setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(lse)
 
 
-def _gathered_backward(ctx, grad_out, grad_lse):
+def _gathered_input_grads(ctx, grad_out, backward):
+    """``(dq, dk, dv)`` with ``backward`` the backward op or launcher."""
     q, k, v, index, key_mask, out, lse = ctx.saved_tensors
-    dq, dk, dv = torch.ops.tokenprune.gathered_attention_backward(
-        grad_out, q, k, v, index, key_mask, out, lse, ctx.scale
-    )
-    return dq, dk, dv, None, None, None
+    if grad_out is None:
+        grad_out = torch.zeros_like(out)
+    return backward(grad_out, q, k, v, index, key_mask, out, lse, ctx.scale)
+
+
+def _gathered_backward(ctx, grad_out, grad_lse):
+    backward = torch.ops.tokenprune.gathered_attention_backward
+    return *_gathered_input_grads(ctx, grad_out, backward), None, None, None
 
 
 torch.library.register_autograd(
     "tokenprune::gathered_attention", _gathered_backward, setup_context=_gathered_setup_context
 )
+
+
+class _EagerGatheredAttention(torch.autograd.Function):
+    """``tokenprune::gathered_attention`` without the dispatcher (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, *inputs):  # takes ctx: see _EagerGroupAttention
+        output = gathered_attention_forward(*inputs)
+        _gathered_setup_context(ctx, inputs, output)
+        ctx.set_materialize_grads(False)
+        return output
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out, grad_lse):
+        grads = _gathered_input_grads(ctx, grad_out, gathered_attention_backward)
+        return *grads, None, None, None
 
 
 def _gathered_pairs(q_shape, index_shape) -> int:
@@ -330,9 +417,16 @@ register_mac_formula(
 def gathered_attention_triton(
     q: Tensor, k: Tensor, v: Tensor, index: Tensor, key_mask: Tensor | None, scale: float
 ) -> Tensor:
-    """The ``"triton"`` gathered-attention backend (signature of the PyTorch reference)."""
-    out, _ = torch.ops.tokenprune.gathered_attention(q, k, v, index, key_mask, scale)
-    return out
+    """The ``"triton"`` gathered-attention backend (signature of the PyTorch reference; the
+    arguments have been checked by :func:`tokenprune.gathered_attention`, apart from the range
+    of ``index``, which is checked here)."""
+    args = (q, k, v, index, key_mask, scale)
+    if dispatcher_observed(q, k, v, index, key_mask):
+        return torch.ops.tokenprune.gathered_attention(*args)[0]
+    check_index_range("index", index, k.shape[2])
+    if _needs_grad(q, k, v):
+        return _EagerGatheredAttention.apply(*args)[0]
+    return gathered_attention_forward(*args)[0]
 
 
 #: The op checks the range of ``index`` itself, so :func:`tokenprune.gathered_attention` need not.
