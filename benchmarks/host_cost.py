@@ -124,6 +124,7 @@ def _case_functions(counter: dict[str, int]):
     _, q, k, v = _inputs(requires_grad=False)
     qkv_grad, qg, kg, vg = _inputs(requires_grad=True)
     grad = torch.randn_like(qg)
+    scored = getattr(tokenprune, "group_attention_scored", None)
 
     def forward():
         with torch.no_grad():
@@ -131,9 +132,12 @@ def _case_functions(counter: dict[str, int]):
 
     def forward_scored():
         with torch.no_grad():
-            tokenprune.group_attention(
-                q, k, v, num_shared=s["num_shared"], score_queries=1, backend="triton"
-            )
+            if scored is None:  # before group_attention_scored existed
+                tokenprune.group_attention(
+                    q, k, v, num_shared=s["num_shared"], score_queries=1, backend="triton"
+                )
+            else:
+                scored(q, k, v, num_shared=s["num_shared"], score_queries=1, backend="triton")
 
     def forward_train():
         tokenprune.group_attention(qg, kg, vg, num_shared=s["num_shared"], backend="triton")

@@ -88,7 +88,7 @@ class ShowcaseEncoder(nn.Module):
                 x = torch.cat([x[:, :kps], x[:, kps:] + pos], dim=1)
             self.trace.append(LayerTrace("MHSA", 1, x.shape[1], x.shape[1]))
             if index in (3, 5):  # scores for the prune after layer 4 and the grouping after 6
-                x, logits = block.attend(x, num_shared=kps, score_queries=kps)
+                x, logits = block.attend_scored(x, kps, num_shared=kps)
             else:
                 x = block.attend(x, num_shared=kps)
             if index == 3:
@@ -116,7 +116,7 @@ class ShowcaseEncoder(nn.Module):
             queries = x.shape[2]
             self.trace.append(LayerTrace("MHGA", 3, queries, 3 * k + queries - k))
             if index == 9:
-                x, logits = block.attend(x, num_shared=k, score_queries=k)
+                x, logits = block.attend_scored(x, k, num_shared=k)
                 pruned = self.prune_fine(x, token_scores(logits, "softmax_pool"), num_shared=k)
                 x, pos = pruned.tokens, pruned.apply(pos)
             else:

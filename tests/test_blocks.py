@@ -23,8 +23,8 @@ def test_block_is_pre_norm_attention_then_mlp():
 def test_attend_then_feed_forward_equals_forward_and_returns_logits():
     block = TransformerBlock(16, 4).eval()
     x = torch.randn(1, 9, 16)
-    out, logits = block(x, num_shared=1, score_queries=1)
-    staged, staged_logits = block.attend(x, num_shared=1, score_queries=1)
+    out, logits = block.forward_scored(x, num_shared=1, score_queries=1)
+    staged, staged_logits = block.attend_scored(x, num_shared=1, score_queries=1)
     torch.testing.assert_close(block.feed_forward(staged), out)
     torch.testing.assert_close(staged_logits.logits, logits.logits)
 

@@ -78,9 +78,11 @@ def test_traced_count_of_group_attention_is_exact(score_queries):
             self.attn = module
 
         def forward(self, x):
-            result = self.attn(x, num_shared=3, score_queries=score_queries)
+            if not score_queries:
+                return self.attn(x, num_shared=3)
+            out, logits = self.attn.forward_scored(x, num_shared=3, score_queries=score_queries)
             # return everything: the trace drops computations whose results are unused
-            return (result[0], result[1].logits) if score_queries else result
+            return out, logits.logits
 
     x = torch.randn(2, 3, 10, 32)
     report = count_flops(Wrapped(), x)
@@ -119,7 +121,7 @@ def test_pruning_ops_are_listed_as_uncounted():
             self.pruner = GroupTokenPruner(0.5)
 
         def forward(self, x):
-            x, logits = self.block.attend(x, num_shared=2, score_queries=2)
+            x, logits = self.block.attend_scored(x, num_shared=2, score_queries=2)
             pruned = self.pruner(x, token_scores(logits, "softmax_pool"), num_shared=2)
             return self.block.feed_forward(pruned.tokens)
 

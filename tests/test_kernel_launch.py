@@ -15,7 +15,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from tokenprune import gathered_attention, group_attention
+from tokenprune import gathered_attention, group_attention, group_attention_scored
 from tokenprune.attention import builtin_backends
 from tokenprune.attention.backends import resolve_backend
 from tokenprune.attention.reference import gathered_attention_torch, group_attention_torch
@@ -349,7 +349,7 @@ def test_int32_gather_indices_reach_the_kernels_as_int64():
 
 
 def _group_call(q, k, v, key_mask=None):
-    out, logits = group_attention(q, k, v, num_shared=2, key_mask=key_mask, score_queries=2,
+    out, logits = group_attention_scored(q, k, v, num_shared=2, key_mask=key_mask, score_queries=2,
                                   backend="triton")  # fmt: skip
     # a loss through the output, the scoring logits and their log-sum-exp (grad_lse)
     lse = torch.where(torch.isfinite(logits.lse), logits.lse, 0.0)

@@ -184,10 +184,10 @@ def test_multi_head_group_attention_triton_backend(dtype):
     x = torch.randn(2, 3, 19, 48, device=DEVICE, dtype=torch.float64)
     key_mask = torch.rand(2, 3, 19, device=DEVICE) < 0.8
     x64 = x.clone().requires_grad_(True)
-    out64, logits64 = reference(x64, num_shared=4, key_mask=key_mask, score_queries=4)
+    out64, logits64 = reference.forward_scored(x64, 4, num_shared=4, key_mask=key_mask)
     out64.sum().backward()
     xk = x.to(dtype).requires_grad_(True)
-    out, logits = kernel(xk, num_shared=4, key_mask=key_mask, score_queries=4)
+    out, logits = kernel.forward_scored(xk, 4, num_shared=4, key_mask=key_mask)
     out.sum().backward()
     tol = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 1e-1}[dtype]
     torch.testing.assert_close(out.double(), out64, rtol=tol, atol=tol)
@@ -330,8 +330,8 @@ def test_compiles_through_the_custom_op():
     torch.manual_seed(0)
     module = MultiHeadGroupAttention(32, 2, backend="triton").to(DEVICE).eval()
     x = torch.randn(1, 3, 9, 32, device=DEVICE)
-    compiled = torch.compile(module, fullgraph=True)
+    compiled = torch.compile(module.forward_scored, fullgraph=True)
     out, logits = compiled(x, num_shared=2, score_queries=2)
-    ref_out, ref_logits = module(x, num_shared=2, score_queries=2)
+    ref_out, ref_logits = module.forward_scored(x, num_shared=2, score_queries=2)
     torch.testing.assert_close(out, ref_out)
     torch.testing.assert_close(logits.logits, ref_logits.logits)

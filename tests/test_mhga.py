@@ -9,7 +9,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 from tests.naive import naive_group_attention, naive_mhga, split_heads
-from tokenprune import AttentionLogits, MultiHeadGroupAttention, group_attention
+from tokenprune import (
+    AttentionLogits,
+    MultiHeadGroupAttention,
+    group_attention,
+    group_attention_scored,
+)
 from tokenprune.attention import group_key_mask, group_keys, num_group_keys
 
 
@@ -169,7 +174,7 @@ def test_gradcheck_float64():
     key_mask = torch.tensor([[[1, 1, 0, 1]] * 3, [[1, 0, 1, 1]] * 3], dtype=torch.bool)
 
     def fn(x):
-        out, logits = module(x, num_shared=1, key_mask=key_mask, score_queries=2)
+        out, logits = module.forward_scored(x, num_shared=1, key_mask=key_mask, score_queries=2)
         finite = torch.isfinite(logits.logits)
         return out, logits.logits.masked_fill(~finite, 0.0), logits.lse
 
@@ -180,10 +185,8 @@ def test_gradcheck_float64():
 def test_scoring_logits_and_lse_match_reference(case, data):
     module, x, num_shared, key_mask = case
     tokens = x.shape[2]
-    score_queries = data.draw(st.integers(1, max(tokens, 1))) if tokens else 0
-    if score_queries == 0:
-        return
-    _, logits = module(x, num_shared=num_shared, key_mask=key_mask, score_queries=score_queries)
+    score_queries = data.draw(st.integers(0, tokens))  # 0: empty logits
+    _, logits = module.forward_scored(x, score_queries, num_shared=num_shared, key_mask=key_mask)
     assert isinstance(logits, AttentionLogits)
     heads = module.num_heads
     qkv = module.qkv(x)
@@ -207,7 +210,7 @@ def test_scoring_logits_and_lse_match_reference(case, data):
 def test_ungrouped_input_returns_ungrouped_logits():
     module = MultiHeadGroupAttention(16, 4)
     x = torch.randn(2, 7, 16)
-    out, logits = module(x, num_shared=2, score_queries=2)
+    out, logits = module.forward_scored(x, num_shared=2, score_queries=2)
     assert out.shape == (2, 7, 16)
     assert logits.logits.shape == (2, 4, 2, 7)
     assert logits.lse.shape == (2, 4, 2)
@@ -231,7 +234,7 @@ def test_functional_matches_module_core():
     out = group_attention(q, k, v, num_shared=2, scale=0.3)
     expected, _ = naive_group_attention(q, k, v, 2, None, 0.3)
     torch.testing.assert_close(out, expected)
-    out2, logits = group_attention(q, k, v, num_shared=2, scale=0.3, score_queries=5)
+    out2, logits = group_attention_scored(q, k, v, num_shared=2, scale=0.3, score_queries=5)
     torch.testing.assert_close(out2, out)
     assert logits.logits.shape == (2, 3, 2, 5, 3 * 2 + 3)
 
@@ -249,7 +252,7 @@ def test_dropout_only_in_training():
 def test_half_precision_logits_are_float32():
     module = MultiHeadGroupAttention(16, 2).to(torch.bfloat16)
     x = torch.randn(1, 3, 6, 16, dtype=torch.bfloat16)
-    out, logits = module(x, num_shared=2, score_queries=2)
+    out, logits = module.forward_scored(x, num_shared=2, score_queries=2)
     assert out.dtype == torch.bfloat16
     assert logits.logits.dtype == torch.float32 and logits.lse.dtype == torch.float32
 
@@ -260,8 +263,39 @@ def test_compiles_without_graph_breaks():
     x = torch.randn(2, 3, 6, 16)
     key_mask = torch.ones(2, 3, 6, dtype=torch.bool)
     key_mask[:, :, -1] = False
-    compiled = torch.compile(module, fullgraph=True)
+    compiled = torch.compile(module.forward_scored, fullgraph=True)
     out, logits = compiled(x, num_shared=2, key_mask=key_mask, score_queries=2)
-    ref_out, ref_logits = module(x, num_shared=2, key_mask=key_mask, score_queries=2)
+    ref_out, ref_logits = module.forward_scored(x, num_shared=2, key_mask=key_mask, score_queries=2)
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(logits.lse, ref_logits.lse, rtol=1e-5, atol=1e-5)
+
+
+def test_one_return_type_per_method():
+    """forward/attend/group_attention return a tensor; the *_scored variants return the tensor
+    and the logits, also for zero scoring queries (empty logits)."""
+    from tokenprune import TransformerBlock
+
+    torch.manual_seed(0)
+    module = MultiHeadGroupAttention(16, 2).eval()
+    block = TransformerBlock(16, 2).eval()
+    x = torch.randn(2, 3, 5, 16)
+    keys = num_group_keys(3, 5, 1)
+    for plain, scored in (
+        (lambda: module(x, num_shared=1), lambda j: module.forward_scored(x, j, num_shared=1)),
+        (lambda: block.attend(x, 1), lambda j: block.attend_scored(x, j, num_shared=1)),
+        (lambda: block(x, 1), lambda j: block.forward_scored(x, j, num_shared=1)),
+    ):
+        out = plain()
+        assert isinstance(out, torch.Tensor) and out.shape == x.shape
+        for j in (0, 2):
+            scored_out, logits = scored(j)
+            assert isinstance(logits, AttentionLogits)
+            assert logits.logits.shape == (2, 3, 2, j, keys) and logits.lse.shape == (2, 3, 2, j)
+            torch.testing.assert_close(scored_out, out, rtol=0, atol=0)
+    q, k, v = torch.randn(3, 2, 3, 2, 5, 8).unbind(0)
+    out = group_attention(q, k, v, num_shared=1)
+    assert isinstance(out, torch.Tensor)
+    scored_out, logits = group_attention_scored(q, k, v, num_shared=1, score_queries=0)
+    assert logits.logits.shape == (2, 3, 2, 0, keys) and torch.equal(scored_out, out)
+    with pytest.raises(TypeError, match="score_queries"):
+        group_attention(q, k, v, num_shared=1, score_queries=2)

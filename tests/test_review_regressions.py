@@ -31,7 +31,7 @@ class _EViTStep(nn.Module):
         self.prune = GroupTokenPruner(0.5, fuse_pruned=True)
 
     def forward(self, x):
-        x, logits = self.attn(x, num_shared=1, score_queries=1)
+        x, logits = self.attn.forward_scored(x, num_shared=1, score_queries=1)
         return self.prune(x, token_scores(logits, "cls"), num_shared=1)
 
 
@@ -58,7 +58,7 @@ def test_compiles_with_dynamic_shapes():
     pruner = GroupTokenPruner(0.5)
 
     def step(x):
-        x, logits = attn(x, num_shared=2, score_queries=2)
+        x, logits = attn.forward_scored(x, num_shared=2, score_queries=2)
         return pruner(x, token_scores(logits, "softmax_pool"), num_shared=2).tokens
 
     compiled = torch.compile(step, dynamic=True, fullgraph=True)
@@ -106,8 +106,8 @@ def test_half_precision_scoring_logits_values(dtype):
     torch.manual_seed(0)
     module = MultiHeadGroupAttention(32, 4)
     x = torch.randn(2, 3, 10, 32)
-    _, exact = module.double()(x.double(), num_shared=2, score_queries=3)
-    _, half = module.to(dtype)(x.to(dtype), num_shared=2, score_queries=3)
+    _, exact = module.double().forward_scored(x.double(), num_shared=2, score_queries=3)
+    _, half = module.to(dtype).forward_scored(x.to(dtype), num_shared=2, score_queries=3)
     # the logits are computed in float32 from half-precision q and k
     torch.testing.assert_close(half.logits.double(), exact.logits, rtol=0, atol=0.05)
     torch.testing.assert_close(half.lse.double(), exact.lse, rtol=0, atol=0.05)

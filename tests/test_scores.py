@@ -86,7 +86,7 @@ def test_token_scores_mean_is_ppt_rule_on_attention(batch, keypoints, visual, he
     dim = heads * 4
     module = MultiHeadGroupAttention(dim, heads).double()
     x = torch.randn(batch, keypoints + visual, dim, dtype=torch.float64)
-    _, logits = module(x, num_shared=keypoints, score_queries=keypoints)
+    _, logits = module.forward_scored(x, num_shared=keypoints, score_queries=keypoints)
     q, k, v = (split_heads(t, heads) for t in module.qkv(x).chunk(3, dim=-1))
     _, full = naive_group_attention(q[:, None], k[:, None], v[:, None], 0, None, module.scale)
     probs = torch.softmax(full[:, 0], dim=-1)  # [B, H, N, N]
@@ -98,12 +98,12 @@ def test_token_scores_softmax_pool_and_cls_on_group_attention():
     torch.manual_seed(0)
     module = MultiHeadGroupAttention(16, 4).double()
     x = torch.randn(2, 3, 9, 16, dtype=torch.float64)  # 3 groups, 2 shared + 7 private each
-    _, logits = module(x, num_shared=2, score_queries=2)
+    _, logits = module.forward_scored(x, num_shared=2, score_queries=2)
     scores = token_scores(logits, "softmax_pool")
     assert scores.shape == (2, 3, 7)
     private = logits.logits[..., 3 * 2 :]
     torch.testing.assert_close(scores, softmax_pool_score(private))
-    _, cls_logits = module(x, num_shared=1, score_queries=1)
+    _, cls_logits = module.forward_scored(x, num_shared=1, score_queries=1)
     cls = token_scores(cls_logits, "cls")
     assert cls.shape == (2, 3, 8)
     torch.testing.assert_close(cls, cls_logits.private_probs().mean(dim=2).squeeze(2))
@@ -111,7 +111,7 @@ def test_token_scores_softmax_pool_and_cls_on_group_attention():
 
 def test_token_scores_rejects_bad_arguments():
     module = MultiHeadGroupAttention(8, 2)
-    _, logits = module(torch.randn(1, 5, 8), num_shared=1, score_queries=2)
+    _, logits = module.forward_scored(torch.randn(1, 5, 8), num_shared=1, score_queries=2)
     with pytest.raises(ValueError, match="rule must be one of"):
         token_scores(logits, "max")
     with pytest.raises(TypeError, match="attention must be AttentionLogits"):

@@ -47,6 +47,7 @@ from tokenprune import (
     gathered_attention,
     global_perceived_loss,
     group_attention,
+    group_attention_scored,
     keep_count,
     kept_attention_distillation_loss,
     keypoint_kl_loss,
@@ -375,8 +376,8 @@ def _logits_pair(B=2, K=3, bins=5):
 
 def _attention(score_queries=2, groups=2, tokens=5, num_shared=1, key_mask=None):
     module = MultiHeadGroupAttention(8, 2, backend="torch")
-    _, logits = module(_x(1, groups, tokens, 8), num_shared=num_shared, key_mask=key_mask,
-                       score_queries=score_queries)  # fmt: skip
+    _, logits = module.forward_scored(_x(1, groups, tokens, 8), score_queries,
+                                      num_shared=num_shared, key_mask=key_mask)  # fmt: skip
     return logits
 
 
@@ -539,8 +540,8 @@ BAD_CASES: list[Bad] = [
       dtype=torch.float64)), ValueError, r"x \(torch\.float64 on cpu\) must match"),
     B("MultiHeadGroupAttention", "device", lambda: MultiHeadGroupAttention(8, 2)(meta(_x(1, 3, 8))),
       ValueError, r"x \(torch\.float32 on meta\) must match"),
-    B("MultiHeadGroupAttention", "zero", lambda: MultiHeadGroupAttention(8, 2)(_x(1, 0, 8),
-      score_queries=1), ValueError, "score_queries must be <= 0"),
+    B("MultiHeadGroupAttention", "zero", lambda: MultiHeadGroupAttention(8, 2).forward_scored(
+      _x(1, 0, 8), score_queries=1), ValueError, "score_queries must be <= 0"),
     B("group_attention", "type", lambda: group_attention(*[_x(1, 1, 1, 2, 4).long()] * 3),
       TypeError, "q must be a floating-point"),
     B("group_attention", "rank", lambda: group_attention(*[_x(1, 1, 2, 4)] * 3), ValueError,
@@ -555,6 +556,24 @@ BAD_CASES: list[Bad] = [
       key_mask=meta(torch.ones(1, 1, 2, dtype=torch.bool))), ValueError, "same device"),
     B("group_attention", "flag", lambda: group_attention(*[_x(1, 1, 1, 2, 4)] * 3,
       backend="cuda"), ValueError, "backend must be one of"),
+    B("group_attention_scored", "type", lambda: group_attention_scored(
+      *[_x(1, 1, 1, 2, 4).long()] * 3, score_queries=1), TypeError, "q must be a floating-point"),
+    B("group_attention_scored", "rank", lambda: group_attention_scored(*[_x(1, 1, 2, 4)] * 3,
+      score_queries=1), ValueError, "q must have 5 dimensions"),
+    B("group_attention_scored", "dims", lambda: group_attention_scored(_x(1, 1, 1, 2, 4),
+      _x(1, 1, 1, 3, 4), _x(1, 1, 1, 2, 4), score_queries=1), ValueError,
+      "q, k and v must have the same shape"),
+    B("group_attention_scored", "range", lambda: group_attention_scored(
+      *[_x(1, 1, 1, 2, 4)] * 3, score_queries=3), ValueError, "score_queries must be <= 2"),
+    B("group_attention_scored", "nonfinite", lambda: group_attention_scored(
+      *[_x(1, 1, 1, 2, 4)] * 3, score_queries=1, scale=INF), ValueError,
+      "scale must be a positive finite"),
+    B("group_attention_scored", "device", lambda: group_attention_scored(
+      *[_x(1, 1, 1, 2, 4)] * 3, score_queries=1,
+      key_mask=meta(torch.ones(1, 1, 2, dtype=torch.bool))), ValueError, "same device"),
+    B("group_attention_scored", "flag", lambda: group_attention_scored(
+      *[_x(1, 1, 1, 2, 4)] * 3, score_queries=1, backend="cuda"), ValueError,
+      "backend must be one of"),
     B("gathered_attention", "type", lambda: gathered_attention(_x(1, 1, 1, 2, 4), _x(1, 1, 3, 4),
       _x(1, 1, 3, 4), _idx([[0.0]])), TypeError, "index must be an int64 or int32"),
     B("gathered_attention", "rank", lambda: gathered_attention(_x(1, 1, 1, 2, 4), _x(1, 3, 4),
@@ -873,7 +892,7 @@ def _all_masked_mhga_shared():
     key_mask = torch.zeros(1, 2, 4, dtype=torch.bool)
 
     def call():
-        out, logits = module(x, num_shared=1, key_mask=key_mask, score_queries=1)
+        out, logits = module.forward_scored(x, num_shared=1, key_mask=key_mask, score_queries=1)
         assert not logits.logits.isnan().any() and (logits.lse == -INF).all()
         assert (token_scores(logits, "mean") == 0).all()
         return out
@@ -1008,6 +1027,10 @@ ODD_CASES: list[Odd] = [
         lambda: MultiHeadGroupAttention(8, 2), (2, 3, 4, 8))),
     _odd("group_attention", "masked", (lambda: group_attention(*[_x(1, 2, 2, 3, 4)] * 3,
         num_shared=1, key_mask=torch.zeros(1, 2, 3, dtype=torch.bool), backend="torch"),
+        lambda: torch.zeros(1, 2, 2, 3, 4))),
+    _odd("group_attention_scored", "masked", (lambda: group_attention_scored(
+        *[_x(1, 2, 2, 3, 4)] * 3, score_queries=1, num_shared=1,
+        key_mask=torch.zeros(1, 2, 3, dtype=torch.bool), backend="torch")[0],
         lambda: torch.zeros(1, 2, 2, 3, 4))),
     _odd("gathered_attention", "masked", (lambda: gathered_attention(_x(1, 2, 2, 3, 4),
         _x(1, 2, 5, 4), _x(1, 2, 5, 4), _idx([[0, 1], [2, 4]]), key_mask=torch.zeros(1, 2, 2,
@@ -1192,6 +1215,7 @@ APPLICABLE = {
     "gathered_attention": "type rank dims range nonfinite device masked",
     "global_perceived_loss": "type dims zero nonfinite device",
     "group_attention": "type rank dims range nonfinite device flag masked",
+    "group_attention_scored": "type rank dims range nonfinite device flag masked",
     "keep_count": "type zero range nonfinite flag",
     "kept_attention_distillation_loss": "type rank dims zero range nonfinite device strided masked",
     "keypoint_kl_loss": "type rank dims zero range nonfinite device strided",

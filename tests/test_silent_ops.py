@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokenprune import gathered_attention, group_attention
+from tokenprune import gathered_attention, group_attention, group_attention_scored
 
 pytest.importorskip("triton", reason="the Triton kernels need the 'kernels' extra")
 
@@ -61,7 +61,7 @@ def _empty_group_case():
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_fully_masked_rows_are_zero_with_lse_minus_inf(backend):
     (q, k, v), key_mask = _empty_group_case()
-    out, logits = group_attention(
+    out, logits = group_attention_scored(
         q, k, v, num_shared=2, key_mask=key_mask, score_queries=3, backend=backend
     )
     empty = ~key_mask.any(-1) & ~key_mask[:, :, :2].any(-1).any(-1, keepdim=True)
@@ -81,7 +81,7 @@ def test_gradients_through_probs_of_fully_masked_rows_are_finite_and_agree():
     grads = {}
     for backend in ("torch", "triton"):
         leaves = _leaves(q, k, v)
-        out, logits = group_attention(
+        out, logits = group_attention_scored(
             *leaves, num_shared=2, key_mask=key_mask, score_queries=3, backend=backend
         )
         loss = (logits.probs() * weights).sum() + (out * out_weights).sum()
@@ -96,7 +96,7 @@ def test_probs_alone_pass_no_gradient_through_fully_masked_rows():
     (q, k, v), key_mask = _empty_group_case()
     for backend in ("torch", "triton"):
         leaves = _leaves(q, k, v)
-        _, logits = group_attention(
+        _, logits = group_attention_scored(
             *leaves, num_shared=2, key_mask=key_mask, score_queries=3, backend=backend
         )
         dq, dk, _ = _grads(logits.probs().sum(), leaves)  # probabilities sum to 1: no gradient
@@ -116,7 +116,7 @@ def test_nan_gradients_arriving_at_fully_masked_rows_pass_nothing_back():
     grads = {}
     for backend in ("torch", "triton"):
         leaves = _leaves(q, k, v)
-        out, logits = group_attention(
+        out, logits = group_attention_scored(
             *leaves, num_shared=2, key_mask=key_mask, score_queries=3, backend=backend
         )
         loss = (out * out_weights).sum() + (logits.lse * lse_weights).sum()  # NaN itself
@@ -396,7 +396,7 @@ def gathered_cases(draw):
 
 def _public_group(args, backend):
     leaves = _leaves(args["q"], args["k"], args["v"])
-    result = group_attention(
+    result = group_attention_scored(
         *leaves, num_shared=args["num_shared"], key_mask=args["key_mask"], scale=args["scale"],
         score_queries=args["score_queries"], backend=backend,
     )  # fmt: skip
@@ -522,7 +522,7 @@ def test_direct_group_attention_op_refuses_invalid_input(args, category):
     with pytest.raises(error):
         OPS.group_attention(**bad)
     with pytest.raises(error):  # as the public function does
-        group_attention(bad["q"], bad["k"], bad["v"], num_shared=bad["num_shared"],
+        group_attention_scored(bad["q"], bad["k"], bad["v"], num_shared=bad["num_shared"],
                         key_mask=bad["key_mask"], scale=bad["scale"],
                         score_queries=bad["score_queries"], backend="triton")  # fmt: skip
 

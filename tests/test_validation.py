@@ -46,7 +46,7 @@ def test_forward_token_arguments(module):
     with pytest.raises(ValueError, match="num_shared must be >= 0"):
         module(x, num_shared=-1)
     with pytest.raises(ValueError, match="score_queries must be <= 5"):
-        module(x, score_queries=6)
+        module.forward_scored(x, score_queries=6)
     with pytest.raises(TypeError, match="num_shared must be an int"):
         module(x, num_shared=1.5)
 

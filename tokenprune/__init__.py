@@ -6,6 +6,7 @@ from .attention import (
     available_backends,
     gathered_attention,
     group_attention,
+    group_attention_scored,
 )
 from .blocks import DropPath, Mlp, TransformerBlock
 from .cgsr import CGSRAttention, cgsr_attention_reference
@@ -66,6 +67,7 @@ __all__ = [
     "gathered_attention",
     "global_perceived_loss",
     "group_attention",
+    "group_attention_scored",
     "keep_count",
     "kept_attention_distillation_loss",
     "keypoint_kl_loss",

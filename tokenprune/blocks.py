@@ -159,40 +159,33 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, hidden_dim, drop=drop)
 
-    def attend(
-        self,
-        x: Tensor,
-        num_shared: int = 0,
-        key_mask: Tensor | None = None,
-        score_queries: int = 0,
-    ) -> Tensor | tuple[Tensor, AttentionLogits]:
+    def attend(self, x: Tensor, num_shared: int = 0, key_mask: Tensor | None = None) -> Tensor:
         """The attention residual ``x + Attn(LN(x))``; arguments as in
-        :meth:`MultiHeadGroupAttention.forward`. Returns ``(x, logits)`` when
-        ``score_queries > 0``."""
+        :meth:`MultiHeadGroupAttention.forward`."""
         x = _check_tokens(x, self.dim, self.norm1.weight)
-        result = self.attn(
-            self.norm1(x), num_shared=num_shared, key_mask=key_mask, score_queries=score_queries
-        )
-        if isinstance(result, tuple):
-            out, logits = result
-            return x + self.drop_path(out), logits
-        return x + self.drop_path(result)
+        return x + self.drop_path(self.attn(self.norm1(x), num_shared, key_mask))
+
+    def attend_scored(
+        self, x: Tensor, score_queries: int, num_shared: int = 0, key_mask: Tensor | None = None
+    ) -> tuple[Tensor, AttentionLogits]:
+        """:meth:`attend`, and the scoring logits of the first ``score_queries`` queries of every
+        group (see :meth:`MultiHeadGroupAttention.forward_scored`)."""
+        x = _check_tokens(x, self.dim, self.norm1.weight)
+        out, logits = self.attn.forward_scored(self.norm1(x), score_queries, num_shared, key_mask)
+        return x + self.drop_path(out), logits
 
     def feed_forward(self, x: Tensor) -> Tensor:
         """The MLP residual ``x + MLP(LN(x))``."""
         x = _check_tokens(x, self.dim, self.norm2.weight)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
-    def forward(
-        self,
-        x: Tensor,
-        num_shared: int = 0,
-        key_mask: Tensor | None = None,
-        score_queries: int = 0,
-    ) -> Tensor | tuple[Tensor, AttentionLogits]:
-        """Both residuals; returns ``(x, logits)`` when ``score_queries > 0``."""
-        result = self.attend(x, num_shared, key_mask, score_queries)
-        if isinstance(result, tuple):
-            x, logits = result
-            return self.feed_forward(x), logits
-        return self.feed_forward(result)
+    def forward(self, x: Tensor, num_shared: int = 0, key_mask: Tensor | None = None) -> Tensor:
+        """Both residuals."""
+        return self.feed_forward(self.attend(x, num_shared, key_mask))
+
+    def forward_scored(
+        self, x: Tensor, score_queries: int, num_shared: int = 0, key_mask: Tensor | None = None
+    ) -> tuple[Tensor, AttentionLogits]:
+        """Both residuals, and the scoring logits of the attention (:meth:`attend_scored`)."""
+        x, logits = self.attend_scored(x, score_queries, num_shared, key_mask)
+        return self.feed_forward(x), logits

@@ -161,7 +161,7 @@ def token_scores(
 
     Args:
         attention: :class:`AttentionLogits` from
-            :class:`~tokenprune.MultiHeadGroupAttention` (``score_queries=J``).
+            :meth:`~tokenprune.MultiHeadGroupAttention.forward_scored` (``J`` scoring queries).
         rule: ``"mean"``, ``"softmax_pool"`` or ``"cls"`` (see the module docstring).
         query_mask: optional bool ``[..., J]``; False scoring queries are ignored
             (not accepted by ``"cls"``).

@@ -287,7 +287,7 @@ class GTPT(nn.Module):
             prune = index in (0, 3) and self._prunes(self.prune_coarse, x.shape[1] - shared, rate)
             scoring = prune or index == COARSE_LAYERS - 1  # layer 6 scores the grouping
             if scoring:
-                x, logits = block.attend(x, num_shared=shared, score_queries=shared)
+                x, logits = block.attend_scored(x, shared, num_shared=shared)
             else:
                 x = block.attend(x, num_shared=shared)
             if prune:  # by the human token's softmax-pooled logits
@@ -310,8 +310,8 @@ class GTPT(nn.Module):
             private = groups.shape[2] - SPARSE_PER_GROUP
             prune = index == 9 and self._prunes(self.prune_fine, private, keep_rates[3])
             if prune:
-                groups, logits = block.attend(
-                    groups, SPARSE_PER_GROUP, key_mask, score_queries=self.fine_queries
+                groups, logits = block.attend_scored(
+                    groups, self.fine_queries, SPARSE_PER_GROUP, key_mask
                 )
                 scores = token_scores(logits, "softmax_pool", query_mask=self.fine_query_mask)
                 kept = self.prune_fine(

@@ -179,7 +179,7 @@ class TokenPose(nn.Module):
             )
             recorded = index + 1 in record
             if prune or recorded:
-                x, logits = block.attend(x, num_shared=keypoints, score_queries=keypoints)
+                x, logits = block.attend_scored(x, keypoints, num_shared=keypoints)
                 present = ids
                 if prune:
                     scores = token_scores(logits, "mean")

@@ -20,7 +20,7 @@ from ..selection import check_index_range
 from .backends import resolve_backend
 from .layout import AttentionLogits
 
-__all__ = ["gathered_attention", "group_attention"]
+__all__ = ["gathered_attention", "group_attention", "group_attention_scored"]
 
 
 def group_attention(
@@ -32,9 +32,8 @@ def group_attention(
     key_mask: Tensor | None = None,
     scale: float | None = None,
     dropout_p: float = 0.0,
-    score_queries: int = 0,
     backend: str = "auto",
-) -> Tensor | tuple[Tensor, AttentionLogits]:
+) -> Tensor:
     """Attention of ``G`` token groups that share their first ``num_shared`` tokens.
 
     Every query of group ``g`` attends to the shared tokens (the first ``S = num_shared`` slots)
@@ -50,15 +49,56 @@ def group_attention(
             probabilities 0, and no gradient flows back through it (on every backend).
         scale: logit scale; defaults to ``D ** -0.5``.
         dropout_p: dropout on the attention probabilities (pass 0 at inference).
-        score_queries: ``J`` in ``[0, N]``. When positive, also return the pre-softmax logits
-            and log-sum-exp of the first ``J`` query rows of every group.
         backend: ``"auto"``, ``"torch"`` or another name from
             :func:`tokenprune.attention.available_backends`.
 
     Returns:
-        ``out`` of shape ``[B, G, H, N, D]``, or ``(out, AttentionLogits)`` when
-        ``score_queries > 0``.
+        ``[B, G, H, N, D]``. :func:`group_attention_scored` also returns the logits that
+        score tokens for pruning.
     """
+    return _group_attention(q, k, v, num_shared, key_mask, scale, dropout_p, 0, backend)[0]
+
+
+def group_attention_scored(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    score_queries: int,
+    num_shared: int = 0,
+    key_mask: Tensor | None = None,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    backend: str = "auto",
+) -> tuple[Tensor, AttentionLogits]:
+    """:func:`group_attention`, and the pre-softmax logits of each group's first
+    ``score_queries`` query rows (with their log-sum-exp), computed in the same pass.
+
+    Args:
+        score_queries: ``J`` in ``[0, N]``: the scoring rows (the queries whose attention
+            scores tokens, such as keypoint tokens or a class token).
+        the others: as in :func:`group_attention`.
+
+    Returns:
+        ``(out [B, G, H, N, D], AttentionLogits)`` with logits ``[B, G, H, J, G*S + N - S]``
+        and lse ``[B, G, H, J]``.
+    """
+    out, logits, lse, num_shared_keys = _group_attention(
+        q, k, v, num_shared, key_mask, scale, dropout_p, score_queries, backend
+    )
+    if logits is None:  # no scoring rows (score_queries=0): empty logits
+        batch, groups, heads, tokens, _ = static_shape(q)
+        num_keys = num_shared_keys + tokens - num_shared
+        dtype = torch.promote_types(q.dtype, torch.float32)
+        logits = q.new_empty((batch, groups, heads, 0, num_keys), dtype=dtype)
+        lse = q.new_empty((batch, groups, heads, 0), dtype=dtype)
+    return out, AttentionLogits(logits, lse, num_shared_keys)
+
+
+def _group_attention(
+    q, k, v, num_shared, key_mask, scale, dropout_p, score_queries, backend
+) -> tuple[Tensor, Tensor | None, Tensor | None, int]:
+    """``(out, logits, lse, G * S)``; logits and lse may be None when ``score_queries == 0``."""
     num_shared, score_queries = check_group_attention_args(
         q, k, v, key_mask, num_shared, score_queries
     )
@@ -71,10 +111,7 @@ def group_attention(
 
     impl = resolve_backend("group_attention", backend, q, float(dropout_p))
     out, logits, lse = impl(q, k, v, num_shared, key_mask, scale, float(dropout_p), score_queries)
-    if score_queries == 0:
-        return out
-    assert logits is not None and lse is not None
-    return out, AttentionLogits(logits, lse, groups * num_shared)
+    return out, logits, lse, groups * num_shared
 
 
 def _resolve_scale(scale: float | None, head_dim: int) -> float:

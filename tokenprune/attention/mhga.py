@@ -17,7 +17,7 @@ from .._validation import (
 )
 from .backends import check_backend_name, load_backend
 from .builtin_backends import TRITON_INSTALLED
-from .functional import _resolve_scale, group_attention
+from .functional import _resolve_scale, group_attention, group_attention_scored
 from .layout import AttentionLogits
 
 __all__ = ["MultiHeadGroupAttention"]
@@ -87,12 +87,8 @@ class MultiHeadGroupAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(
-        self,
-        x: Tensor,
-        num_shared: int = 0,
-        key_mask: Tensor | None = None,
-        score_queries: int = 0,
-    ) -> Tensor | tuple[Tensor, AttentionLogits]:
+        self, x: Tensor, num_shared: int = 0, key_mask: Tensor | None = None
+    ) -> Tensor:
         """Attend within and across groups.
 
         Args:
@@ -101,14 +97,32 @@ class MultiHeadGroupAttention(nn.Module):
             key_mask: optional bool ``[B, G, N]`` (``[B, N]`` for 3-d input); False marks a
                 slot that no query may attend to (padding of ragged groups, dummy tokens). Its
                 own output row is still computed.
-            score_queries: ``J``; when positive, also return the pre-softmax logits and
-                log-sum-exp of the first ``J`` queries of every group (``J x N`` numbers per
-                group and head, never the full ``N x N`` matrix).
 
         Returns:
-            Output of the same shape as ``x``, or ``(output, AttentionLogits)`` when
-            ``score_queries > 0``. For 3-d input the logits drop the group axis as well.
+            Output of the same shape as ``x``. :meth:`forward_scored` also returns the
+            logits that score tokens for pruning.
         """
+        return self._attend(x, num_shared, key_mask, None)[0]
+
+    def forward_scored(
+        self, x: Tensor, score_queries: int, num_shared: int = 0, key_mask: Tensor | None = None
+    ) -> tuple[Tensor, AttentionLogits]:
+        """:meth:`forward`, and the pre-softmax logits and log-sum-exp of the first
+        ``score_queries`` (``J``) queries of every group, from the same pass (``J x N`` numbers
+        per group and head, never the full ``N x N`` matrix).
+
+        Returns:
+            ``(output, AttentionLogits)``; logits ``[B, G, H, J, G*S + N - S]``. For 3-d input
+            the logits drop the group axis as well.
+        """
+        out, logits = self._attend(x, num_shared, key_mask, score_queries)
+        return out, logits
+
+    def _attend(
+        self, x: Tensor, num_shared: int, key_mask: Tensor | None, score_queries: int | None
+    ) -> tuple[Tensor, AttentionLogits | None]:
+        """``(output, logits)``; the logits are None when ``score_queries`` is None (plain
+        :meth:`forward`)."""
         x = check_floating("x", x, ndim=(3, 4))
         if x.shape[-1] != self.dim:
             raise ValueError(f"x must have last dimension {self.dim}, got {tuple(x.shape)}")
@@ -123,27 +137,24 @@ class MultiHeadGroupAttention(nn.Module):
 
         qkv = self.qkv(x)
         q, k, v = rearrange(qkv, "b g n (three h d) -> three b g h n d", three=3, h=self.num_heads)
-        result = group_attention(
-            q,
-            k,
-            v,
+        options = dict(
             num_shared=num_shared,
             key_mask=key_mask,
             scale=self.scale,
             dropout_p=self.attn_drop if self.training else 0.0,
-            score_queries=score_queries,
             backend=self.backend,
         )
-        out, logits = result if isinstance(result, tuple) else (result, None)
+        if score_queries is not None:
+            out, logits = group_attention_scored(q, k, v, score_queries=score_queries, **options)
+        else:
+            out, logits = group_attention(q, k, v, **options), None
         out = self.proj_drop(self.proj(rearrange(out, "b g h n d -> b g n (h d)")))
         if ungrouped:
             out = out.squeeze(1)
-        if logits is None:
-            return out
-        if ungrouped:
-            logits = AttentionLogits(
-                logits.logits.squeeze(1), logits.lse.squeeze(1), logits.num_shared_keys
-            )
+            if logits is not None:
+                logits = AttentionLogits(
+                    logits.logits.squeeze(1), logits.lse.squeeze(1), logits.num_shared_keys
+                )
         return out, logits
 
     def extra_repr(self) -> str:
