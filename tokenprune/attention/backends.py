@@ -158,9 +158,10 @@ def check_backend_name(name: object, op: str = "group_attention") -> str:
 
 def resolve_backend(op: str, name: str, q: Tensor, dropout_p: float = 0.0) -> Callable:
     """The implementation of ``op`` that runs this call under backend ``name``."""
-    check_backend_name(name, op)
+    backend = _REGISTRY.get((op, name)) if type(name) is str else None
+    if backend is None:  # "auto", or a name to check (the common case skips the checks)
+        check_backend_name(name, op)
     if name != "auto":
-        backend = _REGISTRY[(op, name)]
         reason = backend.supports(q, dropout_p)
         if reason is not None:
             raise ValueError(f"backend {name!r} cannot run this call: {reason}")

@@ -99,18 +99,20 @@ def _group_attention(
     q, k, v, num_shared, key_mask, scale, dropout_p, score_queries, backend
 ) -> tuple[Tensor, Tensor | None, Tensor | None, int]:
     """``(out, logits, lse, G * S)``; logits and lse may be None when ``score_queries == 0``."""
-    num_shared, score_queries = check_group_attention_args(
+    num_shared, score_queries, shape = check_group_attention_args(
         q, k, v, key_mask, num_shared, score_queries
     )
-    _, groups, _, _, head_dim = static_shape(q)
+    _, groups, _, _, head_dim = shape
     scale = _resolve_scale(scale, head_dim)
-    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)):
-        raise TypeError(f"dropout_p must be a float, got {type(dropout_p).__name__}")
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    if type(dropout_p) is not float or not 0.0 <= dropout_p < 1.0:  # else the checks below
+        if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)):
+            raise TypeError(f"dropout_p must be a float, got {type(dropout_p).__name__}")
+        if not 0.0 <= dropout_p < 1.0:
+            raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+        dropout_p = float(dropout_p)
 
-    impl = resolve_backend("group_attention", backend, q, float(dropout_p))
-    out, logits, lse = impl(q, k, v, num_shared, key_mask, scale, float(dropout_p), score_queries)
+    impl = resolve_backend("group_attention", backend, q, dropout_p)
+    out, logits, lse = impl(q, k, v, num_shared, key_mask, scale, dropout_p, score_queries)
     return out, logits, lse, groups * num_shared
 
 
@@ -169,8 +171,9 @@ def check_group_attention_args(
     key_mask: Tensor | None,
     num_shared: int,
     score_queries: int,
-) -> tuple[int, int]:
-    """Check the tensors and counts of group attention; returns ``(num_shared, score_queries)``.
+) -> tuple[int, int, tuple[int, ...]]:
+    """Check the tensors and counts of group attention; returns ``(num_shared, score_queries,
+    q's shape as Python ints)``.
 
     Static checks only (types, dtypes, ranks, shapes, devices, int ranges): cheap, and valid
     while tracing.
@@ -185,12 +188,13 @@ def check_group_attention_args(
         )
     check_same_dtype(q=q, k=k, v=v)
     check_same_device(q=q, k=k, v=v, key_mask=key_mask)
-    batch, groups, _, tokens, _ = static_shape(q)
+    shape = static_shape(q)
+    batch, groups, _, tokens, _ = shape
     num_shared = check_int("num_shared", num_shared, low=0, high=tokens)
     score_queries = check_int("score_queries", score_queries, low=0, high=tokens)
     if key_mask is not None:
         check_bool_mask("key_mask", key_mask, (batch, groups, tokens))
-    return num_shared, score_queries
+    return num_shared, score_queries, shape
 
 
 def check_gathered_attention_args(

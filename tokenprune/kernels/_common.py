@@ -219,6 +219,7 @@ def plan_launch(
     row_tensors: tuple[torch.Tensor, ...],
     own_elements: int = 0,
     scoring: bool = False,
+    base_tensors: tuple[torch.Tensor, ...] = (),
 ) -> LaunchPlan:
     """Plan one launch of kernel ``kind`` over ``rows = B * G * H`` (batch, group, head) rows.
 
@@ -234,6 +235,8 @@ def plan_launch(
         own_elements: the most elements of a tensor the launcher allocated itself (its offsets
             reach ``own_elements - 1``).
         scoring: the forward stores scoring logits (see :func:`block_config`).
+        base_tensors: tensors laid out like one of ``row_tensors`` (k and v beside q, say) whose
+            base addresses count for the alignment too.
 
     Raises:
         ValueError: the launch needs more than ``2**31 - 1`` programs.
@@ -244,7 +247,11 @@ def plan_launch(
     """
     layouts = tuple((t.shape, t.stride()) for t in offset_tensors)
     row_layouts = tuple((t.shape, t.stride()) for t in row_tensors)
-    aligned_bases = all(t.is_meta or t.data_ptr() % 16 == 0 for t in row_tensors)
+    pointers = 0
+    for t in (*row_tensors, *base_tensors):
+        if not t.is_meta:
+            pointers |= t.data_ptr()
+    aligned_bases = pointers % 16 == 0
     own_wide = own_elements > WIDE_OFFSET_SPAN
     return _cached_plan(kind, rows, num_queries, num_keys, head_dim, own_wide, layouts,
                         row_layouts, aligned_bases, scoring)  # fmt: skip
@@ -361,8 +368,8 @@ def launch(kernel, plan: LaunchPlan, device: torch.device, *args, **flags) -> No
     """Launch ``kernel`` as ``plan`` says, under the device guard of ``device``; the number of
     work items is appended to ``args`` (every kernel's last runtime argument, ``WORK``)."""
     kwargs = {**flags, **plan.options}
-    args = (*args, plan.work)
-    grid = launch_grid(plan, device)
+    args += (plan.work,)
+    grid = plan.grid if _programs_per_sm is None else launch_grid(plan, device)
     if _captured is not None:
         _captured.append(LaunchRecord(kernel, args, kwargs, plan, grid))
         return
@@ -407,8 +414,12 @@ def one_layout(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     else contiguous copies."""
     first = tensors[0]
     stride = first.stride()
-    if (stride[-1] == 1 or first.shape[-1] == 1) and all(t.stride() == stride for t in tensors):
-        return tensors
+    if stride[-1] == 1 or first.shape[-1] == 1:
+        for t in tensors:
+            if t.stride() != stride:
+                break
+        else:
+            return tensors
     return tuple(t.contiguous() for t in tensors)
 
 

@@ -237,7 +237,8 @@ def gathered_attention_forward(
     plan = plan_launch(
         "fwd", batch * groups * heads, num_queries, num_keys, head_dim,
         offset_tensors=(q, k),  # v has k's layout
-        row_tensors=(q, k, v),
+        row_tensors=(q, k),
+        base_tensors=(v,),
         own_elements=max(out.numel(), index.numel()),
     )  # fmt: skip
     launch(
@@ -285,8 +286,8 @@ def gathered_attention_backward(
     flags = mask_argument(key_mask, index)
     rows = batch * groups * heads
     # v has k's layout; out, dq, dk and dv are laid out by this launcher
-    layout = dict(offset_tensors=(q, k, grad_out), row_tensors=(q, k, v, grad_out, out),
-                  own_elements=max(q.numel(), k.numel(), index.numel()))  # fmt: skip
+    layout = dict(offset_tensors=(q, k, grad_out), row_tensors=(q, k, grad_out, out),
+                  base_tensors=(v,), own_elements=max(q.numel(), k.numel(), index.numel()))
     strides = (*q.stride()[:4], *k.stride()[:3], *grad_out.stride()[:4])
     flags_and_precision = dict(HAS_MASK=key_mask is not None, PRECISION=dot_precision(q.dtype))
     plan = plan_launch("bwd_dq", rows, num_queries, num_keys, head_dim, **layout)

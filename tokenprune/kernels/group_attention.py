@@ -274,6 +274,13 @@ def empty_like_heads_last(q: Tensor) -> Tensor:
     return torch.empty_strided(q.shape, strides, dtype=q.dtype, device=q.device)
 
 
+def empty_logits(q: Tensor, num_shared: int) -> Tensor:
+    """The scoring logits of zero scoring queries, ``[B, G, H, 0, Nk]`` float32."""
+    batch, groups, heads, tokens, _ = q.shape
+    num_keys = groups * num_shared + tokens - num_shared
+    return q.new_empty((batch, groups, heads, 0, num_keys), dtype=torch.float32)
+
+
 def heads_last(t: Tensor) -> Tensor:
     """``t`` (``[B, G, H, N, D]``) in the layout of :func:`empty_like_heads_last`, copied only
     when it is not already stored that way."""
@@ -295,18 +302,21 @@ def group_attention_forward(
     num_shared: int,
     scale: float,
     score_queries: int,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """Launch the forward kernel.
 
     Returns ``(out [B, G, H, N, D], lse [B, G, H, N] float32, logits [B, G, H, J, Nk]
-    float32)`` where ``Nk = G * S + N - S`` and ``J = score_queries``.
+    float32)`` where ``Nk = G * S + N - S`` and ``J = score_queries``; logits is None when
+    ``J = 0`` (one allocation less per call: see ``empty_logits``).
     """
     check_launchable(q, k, v)
     batch, groups, heads, tokens, head_dim = q.shape
     num_keys = groups * num_shared + tokens - num_shared
     out = empty_like_heads_last(q)
     lse = q.new_empty((batch, groups, heads, tokens), dtype=torch.float32)
-    logits = q.new_empty((batch, groups, heads, score_queries, num_keys), dtype=torch.float32)
+    logits = None
+    if score_queries > 0:
+        logits = q.new_empty((batch, groups, heads, score_queries, num_keys), dtype=torch.float32)
     if out.numel() == 0:
         lse.fill_(float("-inf"))
         return out, lse, logits
@@ -315,13 +325,14 @@ def group_attention_forward(
     plan = plan_launch(
         "fwd", batch * groups * heads, tokens, num_keys, head_dim,
         offset_tensors=(q,),  # k and v have q's shape and strides (one_layout)
-        row_tensors=(q, k, v),
+        row_tensors=(q,),
+        base_tensors=(k, v),
         own_elements=batch * groups * heads * max(tokens * head_dim, score_queries * num_keys),
         scoring=score_queries > 0,
     )  # fmt: skip
     launch(
         _group_attention_fwd, plan, q.device,
-        q, k, v, flags, out, lse, logits,
+        q, k, v, flags, out, lse, lse if logits is None else logits,
         *q.stride()[:4],
         groups, heads, tokens, num_shared, head_dim, score_queries,
         scale,
@@ -367,8 +378,8 @@ def group_attention_backward(
     rows = batch * groups * heads
     # out is the layout of empty_like_heads_last (its span is its size), as are dq, dk, dv
     # k and v have q's shape and strides (one_layout)
-    layout = dict(offset_tensors=(q, grad_out), row_tensors=(q, k, v, grad_out, out),
-                  own_elements=q.numel())  # fmt: skip
+    layout = dict(offset_tensors=(q, grad_out), row_tensors=(q, grad_out, out),
+                  base_tensors=(k, v), own_elements=q.numel())  # fmt: skip
     strides = (*q.stride()[:4], *grad_out.stride()[:4])
     flags_and_precision = dict(HAS_MASK=key_mask is not None, PRECISION=dot_precision(q.dtype))
     plan = plan_launch("bwd_dq", rows, tokens, num_keys, head_dim, **layout)

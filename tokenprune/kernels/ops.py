@@ -52,6 +52,7 @@ from ..selection import check_index_range
 from .gathered_attention import gathered_attention_backward, gathered_attention_forward
 from .group_attention import (
     empty_like_heads_last,
+    empty_logits,
     group_attention_backward,
     group_attention_forward,
 )
@@ -107,7 +108,8 @@ def _group_attention(
 ) -> tuple[Tensor, Tensor, Tensor]:
     check_group_attention_args(q, k, v, key_mask, num_shared, score_queries)
     check_scale(scale)
-    return group_attention_forward(q, k, v, key_mask, num_shared, scale, score_queries)
+    out, lse, logits = group_attention_forward(q, k, v, key_mask, num_shared, scale, score_queries)
+    return out, lse, empty_logits(q, num_shared) if logits is None else logits
 
 
 @_group_attention.register_fake
@@ -171,7 +173,7 @@ def _group_input_grads(ctx, grad_out, grad_lse, grad_logits, backward):
     dq, dk, dv = backward(
         grad_out, q, k, v, out, lse, key_mask, ctx.num_shared, ctx.scale, grad_lse
     )
-    if grad_logits is not None and logits.shape[3] > 0:
+    if grad_logits is not None and logits is not None and logits.shape[3] > 0:
         dq, dk = _add_scoring_logit_grads(dq, dk, grad_logits, logits, q, k, ctx)
     return dq, dk, dv
 
@@ -263,7 +265,7 @@ def dispatcher_observed(*tensors: Tensor | None) -> bool:
     ):
         return True
     for t in tensors:  # noqa: SIM110 (a loop is cheaper than any() over a generator)
-        if t is not None and type(t) is not Tensor:
+        if type(t) is not Tensor and t is not None:
             return True
     return False
 
