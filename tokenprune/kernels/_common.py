@@ -170,9 +170,10 @@ class LaunchPlan:
     """Everything a launch decides besides its arguments: a pure function of shapes, strides
     and dtypes (see :func:`plan_launch`), so tests can check it without running a kernel.
 
-    The grid is one-dimensional, ``tiles * rows`` programs with the ``tiles`` tiles of one
-    (batch, group, head) row consecutive, because CUDA allows 65,535 programs on grid axes 1
-    and 2 but ``2**31 - 1`` on axis 0.
+    The grid is one-dimensional, ``tiles * rows`` programs (one per work item) with the
+    ``tiles`` tiles of one (batch, group, head) row consecutive, because CUDA allows 65,535
+    programs on grid axes 1 and 2 but ``2**31 - 1`` on axis 0; inside :func:`persistent_grid`
+    it has fewer programs, each looping over work items (:func:`launch_grid`).
     """
 
     kind: str
@@ -539,6 +540,37 @@ def finish_softmax(acc, m_i, l_i):
     out = acc / l_safe[:, None]
     lse = tl.where(empty, float("-inf"), (m_i + tl.math.log2(l_safe)) / 1.4426950408889634)
     return out, lse
+
+
+@triton.jit
+def dq_prologue(
+    Q, DO, Out, Lse, GradLse, Delta, q_rows, do_rows, own_rows, row_stats, row_ok, tile_ok,
+    offs_d, HAS_GRAD_LSE: tl.constexpr,
+):  # fmt: skip
+    """The start of a dq program (both kernels): load its query tile's ``q [M, Dp]`` and ``dO``,
+    compute ``delta = rowsum(dO * O) - dlse`` (``GradLse``, the gradient of the returned
+    log-sum-exp, when ``HAS_GRAD_LSE``) and store it for the dk/dv kernel, launched next.
+    Returns ``(q, do, lse2, delta)`` as :func:`dq_step` takes them.
+
+    A row without any visible key (lse ``-inf``) has the constant output 0 and the constant
+    lse ``-inf``: no gradient flows back through it, whatever arrives (NaN included, such as
+    the gradient of ``exp(logits - lse)`` there), as in the PyTorch backend; its ``dO`` and
+    ``delta`` are zero and its base-2 ``lse2`` is ``+inf`` (probabilities 0).
+    """
+    lse = tl.load(Lse + row_stats, mask=row_ok, other=float("-inf"))
+    empty = lse == float("-inf")
+    lse2 = tl.where(empty, float("inf"), lse * 1.4426950408889634)
+    q = tl.load(Q + q_rows[:, None] + offs_d[None, :], mask=tile_ok, other=0.0)
+    do = tl.load(DO + do_rows[:, None] + offs_d[None, :], mask=tile_ok, other=0.0)
+    do = tl.where(empty[:, None], 0.0, do)
+    o = tl.load(Out + own_rows[:, None] + offs_d[None, :], mask=tile_ok, other=0.0)
+    # a row's lse has its probabilities as logit gradient
+    delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
+    if HAS_GRAD_LSE:
+        delta -= tl.load(GradLse + row_stats, mask=row_ok, other=0.0)
+    delta = tl.where(empty, 0.0, delta)
+    tl.store(Delta + row_stats, delta, mask=row_ok)
+    return q, do, lse2, delta
 
 
 @triton.jit

@@ -23,6 +23,7 @@ from ._common import (
     check_launchable,
     dkdv_over_queries,
     dot_precision,
+    dq_prologue,
     dq_step,
     finish_softmax,
     head_dim_mask,
@@ -55,7 +56,7 @@ def _gathered_attention_fwd(
     ALIGN: tl.constexpr,
 ):  # fmt: skip
     # one program per (tile, batch, group, head), or fewer looping over them (a persistent
-    # grid, see LaunchPlan)
+    # grid, see persistent_grid)
     for work in range(tl.program_id(0), WORK, tl.num_programs(0)):
         pid_m, b, g, h = program_coords(work, tl.cdiv(NQ, BLOCK_M), G, H, WIDE)
         offs_m = widen(pid_m * BLOCK_M + tl.arange(0, BLOCK_M), WIDE)
@@ -113,7 +114,7 @@ def _gathered_attention_bwd_dq(
     ALIGN: tl.constexpr,
 ):  # fmt: skip
     # one program per (tile, batch, group, head), or fewer looping over them (a persistent
-    # grid, see LaunchPlan)
+    # grid, see persistent_grid)
     for work in range(tl.program_id(0), WORK, tl.num_programs(0)):
         pid_m, b, g, h = program_coords(work, tl.cdiv(NQ, BLOCK_M), G, H, WIDE)
         offs_m = widen(pid_m * BLOCK_M + tl.arange(0, BLOCK_M), WIDE)
@@ -125,15 +126,10 @@ def _gathered_attention_bwd_dq(
         do_rows = tl.multiple_of(b * sdo_b + g * sdo_g + h * sdo_h + offs_m * sdo_n, ALIGN)
         own_rows = tl.multiple_of(((b * G + g) * NQ + offs_m) * (H * D) + h * D, ALIGN)
         row_stats = ((b * G + g) * H + h) * NQ + offs_m
-        lse = tl.load(Lse + row_stats, mask=row_ok, other=float("-inf"))
-        empty = lse == float("-inf")  # no visible key: no gradient flows back (NaN included)
-        lse2 = tl.where(empty, float("inf"), lse * 1.4426950408889634)
-        q = tl.load(Q + q_rows[:, None] + offs_d[None, :], mask=tile_ok, other=0.0)
-        do = tl.load(DO + do_rows[:, None] + offs_d[None, :], mask=tile_ok, other=0.0)
-        do = tl.where(empty[:, None], 0.0, do)
-        o = tl.load(Out + own_rows[:, None] + offs_d[None, :], mask=tile_ok, other=0.0)
-        delta = tl.where(empty, 0.0, tl.sum(do.to(tl.float32) * o.to(tl.float32), 1))
-        tl.store(Delta + row_stats, delta, mask=row_ok)  # for the dk/dv kernel, launched next
+        q, do, lse2, delta = dq_prologue(
+            Q, DO, Out, Lse, Lse, Delta, q_rows, do_rows, own_rows, row_stats,
+            row_ok, tile_ok, offs_d, False,
+        )  # fmt: skip
         kv_head = tl.multiple_of(b * skv_b + h * skv_h, ALIGN)
         selection = (b * G + g) * NK
         qk_scale = scale * 1.4426950408889634
@@ -175,7 +171,7 @@ def _gathered_attention_bwd_dkdv(
     ALIGN: tl.constexpr,
 ):  # fmt: skip
     # one program per (tile, batch, group, head), or fewer looping over them (a persistent
-    # grid, see LaunchPlan)
+    # grid, see persistent_grid)
     for work in range(tl.program_id(0), WORK, tl.num_programs(0)):
         pid_n, b, g, h = program_coords(work, tl.cdiv(NK, BLOCK_N), G, H, WIDE)
         cols = widen(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), WIDE)

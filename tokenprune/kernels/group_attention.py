@@ -1,6 +1,7 @@
 """Triton kernels for group attention (the core of MultiHeadGroupAttention).
 
-Each program handles one query tile of one (batch, group, head). It streams the group's
+Each program handles one query tile of one (batch, group, head) (or, on a persistent grid, see
+:func:`~tokenprune.kernels.persistent_grid`, several in turn). It streams the group's
 ``G * S + N - S`` keys as one sequence of key tiles, straight from the strided q/k/v views of
 the qkv projection: key ``j < G * S`` is shared slot ``j % S`` of group ``j // S`` (the first
 ``S`` slots of *every* group), key ``j >= G * S`` is the group's private slot
@@ -12,8 +13,8 @@ The key order (and the column order of the optional scoring logits) is therefore
 of :mod:`tokenprune.attention.layout`. The backward pass computes ``dq`` per query tile (the
 same key stream) and ``dk``/``dv`` per key tile of the group that owns the slots: a shared slot
 collects gradients from the queries of all groups, a private slot from its own group's queries
-only, so no atomics are needed. The dq kernel also computes ``delta = rowsum(dO * O) - dlse`` (the
-pre-pass of flash-attention-2) for its rows and stores it for the dk/dv kernel, which runs
+only, so no atomics are needed. The dq kernel also computes ``delta = rowsum(dO * O) - dlse``
+(the pre-pass of flash-attention-2) for its rows and stores it for the dk/dv kernel, which runs
 after it on the same stream.
 
 Launch arguments are kept few, because Triton's host-side binder costs time per argument and
@@ -39,6 +40,7 @@ from ._common import (
     check_launchable,
     dkdv_over_queries,
     dot_precision,
+    dq_prologue,
     dq_step,
     finish_softmax,
     head_dim_mask,
@@ -71,7 +73,7 @@ def _group_attention_fwd(
     ALIGN: tl.constexpr,
 ):  # fmt: skip
     # one program per (tile, batch, group, head), or fewer looping over them (a persistent
-    # grid, see LaunchPlan)
+    # grid, see persistent_grid)
     for work in range(tl.program_id(0), WORK, tl.num_programs(0)):
         pid_m, b, g, h = program_coords(work, tl.cdiv(N, BLOCK_M), G, H, WIDE)
         offs_m = widen(pid_m * BLOCK_M + tl.arange(0, BLOCK_M), WIDE)
@@ -144,7 +146,7 @@ def _group_attention_bwd_dq(
     ALIGN: tl.constexpr,
 ):  # fmt: skip
     # one program per (tile, batch, group, head), or fewer looping over them (a persistent
-    # grid, see LaunchPlan)
+    # grid, see persistent_grid)
     for work in range(tl.program_id(0), WORK, tl.num_programs(0)):
         pid_m, b, g, h = program_coords(work, tl.cdiv(N, BLOCK_M), G, H, WIDE)
         offs_m = widen(pid_m * BLOCK_M + tl.arange(0, BLOCK_M), WIDE)
@@ -156,22 +158,10 @@ def _group_attention_bwd_dq(
         do_rows = tl.multiple_of(b * sdo_b + g * sdo_g + h * sdo_h + offs_m * sdo_n, ALIGN)
         own_rows = tl.multiple_of(((b * G + g) * N + offs_m) * (H * D) + h * D, ALIGN)
         row_stats = ((b * G + g) * H + h) * N + offs_m
-        lse = tl.load(Lse + row_stats, mask=row_ok, other=float("-inf"))
-        # A row without any visible key (lse -inf) has the constant output 0 and the constant lse
-        # -inf: no gradient flows back through it, whatever arrives (NaN included, such as the
-        # gradient of exp(logits - lse) there), as in the PyTorch backend.
-        empty = lse == float("-inf")
-        lse2 = tl.where(empty, float("inf"), lse * 1.4426950408889634)
-        q = tl.load(Q + q_rows[:, None] + offs_d[None, :], mask=tile_ok, other=0.0)
-        do = tl.load(DO + do_rows[:, None] + offs_d[None, :], mask=tile_ok, other=0.0)
-        do = tl.where(empty[:, None], 0.0, do)
-        o = tl.load(Out + own_rows[:, None] + offs_d[None, :], mask=tile_ok, other=0.0)
-        # delta = rowsum(dO * O) - dlse: a row's lse has its probabilities as logit gradient
-        delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
-        if HAS_GRAD_LSE:
-            delta -= tl.load(GradLse + row_stats, mask=row_ok, other=0.0)
-        delta = tl.where(empty, 0.0, delta)
-        tl.store(Delta + row_stats, delta, mask=row_ok)  # for the dk/dv kernel, launched next
+        q, do, lse2, delta = dq_prologue(
+            Q, DO, Out, Lse, GradLse, Delta, q_rows, do_rows, own_rows, row_stats,
+            row_ok, tile_ok, offs_d, HAS_GRAD_LSE,
+        )  # fmt: skip
         k_head = K + tl.multiple_of(b * s_b + h * s_h, ALIGN)
         v_head = V + tl.multiple_of(b * s_b + h * s_h, ALIGN)
         mask_batch = Mask + b * G * N
@@ -217,7 +207,7 @@ def _group_attention_bwd_dkdv(
     ALIGN: tl.constexpr,
 ):  # fmt: skip
     # one program per (tile, batch, group, head), or fewer looping over them (a persistent
-    # grid, see LaunchPlan)
+    # grid, see persistent_grid)
     for work in range(tl.program_id(0), WORK, tl.num_programs(0)):
         pid_n, b, g_own, h = program_coords(work, tl.cdiv(N, BLOCK_N), G, H, WIDE)
         first_slot = pid_n * BLOCK_N
