@@ -1,14 +1,13 @@
-"""GTPT's training recipe: SimCC targets, the Global Perceived loss, the keep-rate curriculum,
-the model EMA and the published optimiser schedule."""
+"""GTPT's training recipe: SimCC targets, the Global Perceived loss and the keep-rate
+curriculum. (The EMA and the optimiser come from the training config, see
+``models/gtpt/configs``.)"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from models.common.ema import ModelEMA
 from models.common.simcc import simcc_targets
 from tokenprune import (
     ConstantKeepRate,
@@ -66,17 +65,3 @@ def gtpt_loss(
         (target_x, target_y),
         weight,
     )
-
-
-def make_ema(model: nn.Module, total_steps: int) -> ModelEMA:
-    """GTPT's EMA: every state_dict entry, momentum from 0.996 to 1.0 on a half cosine."""
-    return ModelEMA(model, total_steps, momentum_start=0.996, momentum_end=1.0)
-
-
-def make_optimizer(
-    model: nn.Module, lr: float = 1e-3, milestones: Sequence[int] = (200, 260)
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """Adam (no weight decay) with the learning rate divided by 10 at each milestone epoch."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), gamma=0.1)
-    return optimizer, scheduler

@@ -79,10 +79,6 @@ def _upsample(module: nn.Module, inp: Tensor, out: Tensor) -> int:
     return out.numel() * _UPSAMPLE_FACTOR.get(module.mode, 0)
 
 
-def _zero(module: nn.Module, inp: Tensor, out: Tensor) -> int:
-    return 0
-
-
 _RULES: dict[type, tuple[str, _Rule]] = {
     nn.Linear: ("linear", _linear),
     **{cls: ("conv", _conv) for cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d)},
