@@ -323,27 +323,23 @@ def main(argv: list[str] | None = None) -> int:
         seconds["benchmark"] = time.perf_counter() - start
         save()
 
-    start = time.perf_counter()
-    try:
-        e2e.extend(end_to_end(args.dry_run))
-    except Exception as error:
-        problems["end to end"] = f"{type(error).__name__}: {error}"[:300]
-    seconds["end to end"] = time.perf_counter() - start
-    for row in e2e:
-        print(f"[end to end] {row}", flush=True)
-    save()
+    def step(name: str, run, rows: list[dict]) -> None:
+        """Run one step into ``rows``; an error is recorded, and the next steps still run."""
+        start = time.perf_counter()
+        try:
+            rows.extend(run())
+        except Exception as error:
+            problems[name] = f"{type(error).__name__}: {error}"[:300]
+        seconds[name] = time.perf_counter() - start
+        for row in rows:
+            print(f"[{name}] {row}", flush=True)
+        save()
 
-    start = time.perf_counter()
-    try:
-        captures.extend(graph_capture(args.dry_run))
-        if not all(row["ok"] for row in captures):
-            problems["graph capture"] = "a replay differs from the eager layer"
-    except Exception as error:
-        problems["graph capture"] = f"{type(error).__name__}: {error}"[:300]
-    seconds["graph capture"] = time.perf_counter() - start
-    for row in captures:
-        print(f"[graph capture] {row}", flush=True)
-    save()
+    step("end to end", lambda: end_to_end(args.dry_run), e2e)
+    step("graph capture", lambda: graph_capture(args.dry_run), captures)
+    if not all(row["ok"] for row in captures):
+        problems["graph capture"] = "a replay differs from the eager layer"
+        save()
     print((args.output / f"{stem}.md").read_text())
     failed = [r for r in results if r.problem]
     if failed or problems:
