@@ -77,3 +77,29 @@ def test_functional_arguments():
         group_attention(q, q, q, dropout_p=1.0)
     with pytest.raises(ValueError, match="backend must be one of"):
         group_attention(q, q, q, backend="flash")
+
+
+def test_the_model_zoo_uses_the_public_checks():
+    """Models and benchmarks import argument checks from tokenprune.checks, not from the
+    library's private module."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ("models", "benchmarks")
+        for path in sorted((root / folder).rglob("*.py"))
+        if "tokenprune._validation" in path.read_text()
+    ]
+    assert offenders == []
+
+
+def test_public_checks_are_documented_and_name_the_argument():
+    from tokenprune import checks
+
+    assert all(getattr(checks, name).__doc__ for name in checks.__all__)
+    with pytest.raises(ValueError, match=r"keep_rate must be in \(0, 1\], got 1.5"):
+        checks.check_keep_rate("keep_rate", 1.5)
+    with pytest.raises(TypeError, match=r"x must be a torch\.Tensor, got list"):
+        checks.check_floating("x", [1.0])
+    assert checks.check_int("n", 3, low=0, high=5) == 3

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from tokenprune._validation import check_floating
+from tokenprune.checks import check_floating
 
 from .keypoints import check_keypoint_inputs, flip_permutation
 

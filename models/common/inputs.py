@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from tokenprune._validation import check_floating
+from tokenprune.checks import check_floating
 
 
 def check_images(images: object, image_size: tuple[int, int], like: Tensor) -> Tensor:

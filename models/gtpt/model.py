@@ -32,7 +32,7 @@ from models.common.inputs import check_images
 from models.common.positional import sine_positional_embedding
 from models.common.simcc import SimCCHead
 from tokenprune import GroupTokenPruner, TransformerBlock, softmax_pool_score, token_scores
-from tokenprune._validation import check_keep_rate
+from tokenprune.checks import check_keep_rate
 
 from .config import (
     BODY_GROUPS,

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from models.common.inputs import check_images
 from models.common.positional import sine_positional_embedding
 from tokenprune import GroupTokenPruner, TransformerBlock, token_scores
-from tokenprune._validation import check_keep_rate
+from tokenprune.checks import check_keep_rate
 
 from .hrnet import HRNetStem
 from .stem import StemNet
