@@ -136,6 +136,9 @@ def gathered_attention(
     tokens, say) without gathered copies of the keys and values being made by the kernel.
     Indices may repeat, within a group (that key then counts twice) and across groups.
 
+    Experimental: no model of the zoo uses it yet (the pruned models gather their kept tokens
+    and run :func:`group_attention`), so its signature may still change.
+
     Args:
         q: ``[B, G, H, Nq, D]`` queries of every group.
         k, v: ``[B, H, T, D]`` keys and values of the buffer (one dtype and device with ``q``).
