@@ -79,21 +79,6 @@ def test_functional_arguments():
         group_attention(q, q, q, backend="flash")
 
 
-def test_the_model_zoo_uses_the_public_checks():
-    """Models and benchmarks import argument checks from tokenprune.checks, not from the
-    library's private module."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    offenders = [
-        str(path.relative_to(root))
-        for folder in ("models", "benchmarks")
-        for path in sorted((root / folder).rglob("*.py"))
-        if "tokenprune._validation" in path.read_text()
-    ]
-    assert offenders == []
-
-
 def test_public_checks_are_documented_and_name_the_argument():
     from tokenprune import checks
 

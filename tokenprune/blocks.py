@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._validation import (
+from .attention.layout import AttentionLogits
+from .attention.mhga import MultiHeadGroupAttention
+from .checks import (
     check_bool,
     check_float,
     check_floating,
@@ -17,8 +19,6 @@ from ._validation import (
     check_matches_parameters,
     check_number,
 )
-from .attention.layout import AttentionLogits
-from .attention.mhga import MultiHeadGroupAttention
 
 __all__ = ["DropPath", "Mlp", "TransformerBlock"]
 

@@ -27,8 +27,8 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from ._validation import check_bool, check_floating, check_int, check_matches_parameters
 from .attention.reference import sdpa
+from .checks import check_bool, check_floating, check_int, check_matches_parameters
 
 __all__ = ["CGSRAttention", "cgsr_attention_reference"]
 

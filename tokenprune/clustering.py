@@ -37,7 +37,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ._validation import (
+from .checks import (
     check_finite,
     check_floating,
     check_index,

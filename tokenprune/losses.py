@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validation import (
+from .checks import (
     check_finite,
     check_floating,
     check_index,

@@ -9,7 +9,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ._validation import (
+from .checks import (
     check_bool,
     check_bool_mask,
     check_floating,

@@ -16,14 +16,14 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from ._validation import (
+from .attention.reference import sdpa
+from .checks import (
     check_bool,
     check_float,
     check_floating,
     check_int,
     check_matches_parameters,
 )
-from .attention.reference import sdpa
 
 __all__ = ["TokenRecoveringAttention"]
 

@@ -28,7 +28,7 @@ import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from ._validation import check_int, check_keep_rate
+from .checks import check_int, check_keep_rate
 
 __all__ = [
     "ConstantKeepRate",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._validation import (
+from .checks import (
     check_bool,
     check_bool_mask,
     check_floating,

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._validation import (
+from ..checks import (
     check_bool_mask,
     check_floating,
     check_index,

@@ -6,7 +6,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .._validation import (
+from ..checks import (
     check_bool,
     check_bool_mask,
     check_float,

@@ -19,7 +19,7 @@ Every op checks its arguments before launching a kernel, also when called direct
 address memory through the shapes, strides and indices they are given): the checks of the
 public functions (:mod:`tokenprune.attention.functional`, same argument names) for types,
 dtypes, ranks, shapes, devices and counts raise ``TypeError``/``ValueError``; the range of a
-gather ``index`` is a value check (:func:`tokenprune._validation.check_values`: immediate on the
+gather ``index`` is a value check (:func:`tokenprune.checks.check_values`: immediate on the
 CPU, an asynchronous device assertion on a GPU, skipped while tracing).
 
 The backends (:func:`group_attention_triton`, :func:`gathered_attention_triton`) call these ops
@@ -40,13 +40,13 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
-from .._validation import check_floating, check_same_device
 from ..attention.functional import (
     check_gathered_attention_args,
     check_group_attention_args,
     check_scale,
 )
 from ..attention.layout import group_keys, ungroup_key_grads
+from ..checks import check_floating, check_same_device
 from ..flops.formulas import register_mac_formula
 from ..selection import check_index_range
 from .gathered_attention import gathered_attention_backward, gathered_attention_forward
