@@ -20,7 +20,7 @@ import torch
 from models.common.timing import interleaved_latency_ms
 from models.hevitpose import PUBLISHED as HEVITPOSE_PUBLISHED
 from models.hevitpose import build_hevitpose
-from models.tokenpose import build_ppt, build_tokenpose
+from models.tokenpose import build_tokenpose
 from tokenprune import count_flops
 
 from .report import add_timing_arguments, publish
@@ -35,15 +35,15 @@ def _models():
     torch.manual_seed(0)
     for variant, name, published in (("s", "S-v1", (6.6, 2.4, 2.0)), ("b", "B", (13.5, 6.0, 5.6))):
         params, full_gflops, pruned_gflops = published
-        tokenpose = build_tokenpose(variant).eval()
-        ppt = build_ppt(variant).eval()
+        tokenpose = build_tokenpose(f"tokenpose_{variant}").eval()
+        ppt = build_tokenpose(f"ppt_{variant}").eval()
         ppt.load_state_dict(tokenpose.state_dict())  # same weights: only the pruning differs
         pruned = f"PPT-{variant.upper()} / DPPT-{variant.upper()}"
         yield [(f"TokenPose-{name}", tokenpose, POSE, (params, full_gflops), "unpruned"),
                (pruned, ppt, POSE, (params, pruned_gflops), "pruned 256 -> 180 -> 126 -> 89")]
     for variant in "tsb":
-        params, gflops = HEVITPOSE_PUBLISHED[variant]
-        model = build_hevitpose(variant).eval()
+        params, gflops = HEVITPOSE_PUBLISHED[f"hevitpose_{variant}"]
+        model = build_hevitpose(f"hevitpose_{variant}").eval()
         yield [(f"HEViTPose-{variant.upper()}", model, MPII, (params / 1e6, gflops / 1e9), "MPII")]
 
 

@@ -166,7 +166,8 @@ def end_to_end(dry_run: bool) -> list[dict]:
     images = torch.randn(batch, 3, *size, device=DEVICE, dtype=dtype)
     for rates_name, rates in (("published keep rates", None), ("unpruned", [1.0] * 4)):
         torch.manual_seed(0)
-        model = build_gtpt(variant, "coco", rates, size).eval().to(DEVICE, dtype)
+        overrides = {"image_size": size} | ({} if rates is None else {"keep_rates": rates})
+        model = build_gtpt(f"gtpt_{variant}_coco", **overrides).eval().to(DEVICE, dtype)
         for backend in backends:
             set_attention_backend(model, backend)
             with torch.no_grad():

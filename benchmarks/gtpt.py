@@ -64,7 +64,7 @@ def parity_table() -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (variant, dataset), (pub_params, pub_gmacs) in PUBLISHED.items():
-        model = build_gtpt(variant, dataset).eval()
+        model = build_gtpt(f"gtpt_{variant}_{dataset}").eval()
         report = count_flops(model, torch.randn(1, *IMAGE))
         official_params, official_gmacs = OFFICIAL[(variant, dataset)]
         lines.append(
@@ -115,8 +115,8 @@ def time_gpu(model, images) -> tuple[float, float]:
 
 def speed_table(variant: str, batches: list[int], threads: list[int], repeats: int) -> list[str]:
     torch.manual_seed(0)
-    pruned = build_gtpt(variant).eval()
-    full = build_gtpt(variant, keep_rates=UNPRUNED).eval()
+    pruned = build_gtpt(f"gtpt_{variant}_coco").eval()
+    full = build_gtpt(f"gtpt_{variant}_coco", keep_rates=UNPRUNED).eval()
     full.load_state_dict(pruned.state_dict())
     sample = torch.randn(1, *IMAGE)
     r_pruned, r_full = count_flops(pruned, sample), count_flops(full, sample)

@@ -158,7 +158,7 @@ def _case_functions(counter: dict[str, int]):
 
     def gathered_forward():
         with torch.no_grad():
-            tokenprune.gathered_attention(q, gk, gv, index, backend="triton")
+            tokenprune.attention.gathered_attention(q, gk, gv, index, backend="triton")
 
     return dict(
         forward=forward,

@@ -56,8 +56,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import tokenprune
 from models.common.atomic import write_text_atomic
-from tokenprune import gathered_attention, group_attention
-from tokenprune.attention.layout import group_key_mask, group_keys
+from tokenprune import group_attention
+from tokenprune.attention import gathered_attention
+from tokenprune.layout import group_key_mask, group_keys
 
 GPU = torch.cuda.is_available()
 DEVICE = "cuda" if GPU else "cpu"

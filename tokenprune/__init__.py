@@ -1,81 +1,66 @@
-"""tokenprune: token-pruning primitives for efficient pose-estimation transformers."""
+"""tokenprune: token-pruning primitives for efficient pose-estimation transformers.
+
+The top level holds what a pruned encoder is built from:
+
+* attention: :class:`MultiHeadGroupAttention` and its functional form
+  (:func:`group_attention`, :func:`group_attention_scored`, :class:`AttentionLogits`), in
+  :class:`TransformerBlock`;
+* pruning: :func:`token_scores` (PPT, GTPT and EViT rules), :func:`select_topk`, the
+  :class:`GroupTokenPruner` with its :class:`PrunedTokens` and :class:`TokenState`,
+  :func:`keep_count` and the keep-rate schedules;
+* :func:`count_flops`.
+
+Everything else lives in named submodules:
+
+* :mod:`tokenprune.attention`: backends (:func:`~tokenprune.attention.available_backends`),
+  :func:`~tokenprune.attention.gathered_attention` (experimental), the PyTorch references;
+* :mod:`tokenprune.layout`: the key layout of group attention and its argument checks;
+* :mod:`tokenprune.scores`, :mod:`tokenprune.selection`, :mod:`tokenprune.blocks`: the
+  individual score rules, gathering and fusing tokens, ``Mlp`` and ``DropPath``;
+* :mod:`tokenprune.temporal`: HoT's pruning along time (cluster and recovering attention);
+* :mod:`tokenprune.losses`: distillation of a pruned student from an unpruned teacher;
+* :mod:`tokenprune.flops`: MAC formulas and the paper's counting convention;
+* :mod:`tokenprune.checks`: the argument checks, for code built on the library;
+* :mod:`tokenprune.kernels`: the Triton kernels (needs Triton).
+"""
 
 from .attention import (
     AttentionLogits,
     MultiHeadGroupAttention,
-    available_backends,
-    gathered_attention,
     group_attention,
     group_attention_scored,
 )
-from .blocks import DropPath, Mlp, TransformerBlock
-from .cgsr import CGSRAttention, cgsr_attention_reference
-from .clustering import (
-    DensityPeaks,
-    PrunedFrames,
-    TokenPruningCluster,
-    density_peaks,
-    pool_frames,
-)
+from .blocks import TransformerBlock
 from .flops import FlopReport, count_flops
-from .losses import (
-    bin_kl_divergence,
-    global_perceived_loss,
-    kept_attention_distillation_loss,
-    keypoint_kl_loss,
-    token_feature_distillation_loss,
-)
 from .pruner import GroupTokenPruner, PrunedTokens, keep_count
-from .recovery import TokenRecoveringAttention
 from .schedules import (
     ConstantKeepRate,
     CosineWarmupKeepRate,
     KeepRateSchedule,
     LinearWarmupKeepRate,
 )
-from .scores import cls_score, mean_score, softmax_pool_score, token_scores
-from .selection import fuse_pruned_tokens, gather_tokens, pruned_token_weights, select_topk
+from .scores import token_scores
+from .selection import select_topk
+from .state import TokenState
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AttentionLogits",
-    "CGSRAttention",
     "ConstantKeepRate",
     "CosineWarmupKeepRate",
-    "DensityPeaks",
-    "DropPath",
     "FlopReport",
     "GroupTokenPruner",
     "KeepRateSchedule",
     "LinearWarmupKeepRate",
-    "Mlp",
     "MultiHeadGroupAttention",
-    "PrunedFrames",
     "PrunedTokens",
-    "TokenPruningCluster",
-    "TokenRecoveringAttention",
+    "TokenState",
     "TransformerBlock",
-    "available_backends",
-    "bin_kl_divergence",
-    "cgsr_attention_reference",
-    "cls_score",
     "count_flops",
-    "density_peaks",
-    "fuse_pruned_tokens",
-    "gather_tokens",
-    "gathered_attention",
-    "global_perceived_loss",
     "group_attention",
     "group_attention_scored",
     "keep_count",
-    "kept_attention_distillation_loss",
-    "keypoint_kl_loss",
-    "mean_score",
-    "pool_frames",
-    "pruned_token_weights",
     "select_topk",
-    "softmax_pool_score",
-    "token_feature_distillation_loss",
     "token_scores",
 ]

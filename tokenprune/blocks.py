@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .attention.layout import AttentionLogits
 from .attention.mhga import MultiHeadGroupAttention
 from .checks import (
     check_bool,
@@ -19,6 +18,7 @@ from .checks import (
     check_matches_parameters,
     check_number,
 )
+from .layout import AttentionLogits
 
 __all__ = ["DropPath", "Mlp", "TransformerBlock"]
 

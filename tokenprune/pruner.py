@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checks import (
@@ -21,6 +22,7 @@ from .checks import (
     static_shape,
 )
 from .selection import NAN_SCORES, _select_topk, gather_tokens, pruned_token_weights
+from .state import TokenState
 
 __all__ = ["Budget", "GroupTokenPruner", "PrunedTokens", "keep_count"]
 
@@ -350,6 +352,45 @@ class GroupTokenPruner(nn.Module):
             out_mask = None if out_mask is None else out_mask.squeeze(1)
             fusion_weights = None if fusion_weights is None else fusion_weights.squeeze(1)
         return PrunedTokens(tokens, kept_idx, out_mask, num_shared, num_tokens, fusion_weights)
+
+    def prune(
+        self,
+        state: TokenState,
+        scores: Tensor,
+        *,
+        num_protected: int | Sequence[int] = 0,
+        keep_rate: float | None = None,
+    ) -> TokenState:
+        """Prune a :class:`~tokenprune.TokenState`: its tokens, positions, original ids and key
+        mask follow one selection.
+
+        Args:
+            state: tokens ``[B, (G,) N, D]`` with ``S = state.num_shared`` shared slots, and
+                the tensors aligned with them.
+            scores: ``[B, (G,) N - S]`` scores of the private slots (:meth:`forward`).
+            num_protected, keep_rate: as in :meth:`forward`.
+
+        Returns:
+            The state of the kept slots: ``S + k (+1)`` slots per group; with a fused token its
+            position is the fused positions and its id is ``-1``.
+
+        Raises:
+            TypeError, ValueError: as :meth:`forward`, and for positions or ids that do not
+                cover the private slots of ``state.tokens``.
+        """
+        if not isinstance(state, TokenState):
+            raise TypeError(f"state must be a TokenState, got {type(state).__name__}")
+        step = self(
+            state.tokens, scores, num_shared=state.num_shared, num_protected=num_protected,
+            key_mask=state.key_mask, keep_rate=keep_rate,
+        )  # fmt: skip
+        pos = None if state.pos is None else step.apply(state.pos)
+        ids = None
+        if state.ids is not None:  # gathered like the tokens; a fused token comes from no input
+            ids = step._replace(fusion_weights=None).apply(state.ids)
+            if step.fusion_weights is not None:
+                ids = F.pad(ids, (0, 1), value=-1)
+        return TokenState(step.tokens, state.num_shared, pos, ids, step.key_mask)
 
     def extra_repr(self) -> str:
         parts = [f"keep_rate={self.keep_rate}", f"budget={self.budget!r}"]

@@ -24,8 +24,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .attention.layout import AttentionLogits
 from .checks import check_floating, check_same_device, check_tensor
+from .layout import AttentionLogits
 
 __all__ = ["ScoreRule", "cls_score", "mean_score", "softmax_pool_score", "token_scores"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor
 
 from tokenprune.checks import check_floating
@@ -51,12 +53,21 @@ COCO_SIGMAS = (
 )  # fmt: skip
 
 
-def flip_permutation(num_keypoints: int, pairs: tuple[tuple[int, int], ...]) -> list[int]:
-    """``perm[i]``: the keypoint that keypoint ``i`` becomes in a horizontally flipped image."""
+def flip_permutation(num_keypoints: int, pairs: Sequence[tuple[int, int]]) -> list[int]:
+    """``perm[i]``: the keypoint that keypoint ``i`` becomes in a horizontally flipped image
+    (``pairs``: left/right pairs, e.g. :data:`COCO_FLIP_PAIRS`). Every flip of keypoints (data
+    augmentation, the flip test) uses it.
+
+    Raises:
+        ValueError: a pair names a keypoint outside ``[0, num_keypoints)``.
+    """
     perm = list(range(num_keypoints))
     for a, b in pairs:
+        if not (0 <= a < num_keypoints and 0 <= b < num_keypoints):
+            raise ValueError(f"flip pair {(a, b)} is out of range for {num_keypoints} keypoints")
         perm[a], perm[b] = b, a
     return perm
+
 
 #: COCO-WholeBody's per-keypoint OKS sigmas (body 17, feet 6, face 68, hands 2 x 21).
 WHOLEBODY_SIGMAS = (

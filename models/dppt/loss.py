@@ -12,10 +12,10 @@ is public, so the terms, layers and weights below are this project's definition:
 * ``A[l]``: the keypoint queries' attention over the visual tokens at layer ``l`` (before that
   layer's pruning). The student sees only the tokens it kept so far, so the teacher's attention
   is restricted to those tokens and renormalised
-  (:func:`tokenprune.kept_attention_distillation_loss`); mass the teacher puts on pruned tokens
-  is something the student cannot match and is not penalised.
+  (:func:`tokenprune.losses.kept_attention_distillation_loss`); mass the teacher puts on pruned
+  tokens is something the student cannot match and is not penalised.
 * ``t[l, j]``: keypoint token ``j`` after layer ``l``
-  (:func:`tokenprune.token_feature_distillation_loss`).
+  (:func:`tokenprune.losses.token_feature_distillation_loss`).
 * Layers: 4, 7 and 10 (PPT's pruning layers) and 12 (the last).
 
 Default weights: ``feature_weight = 5e-6`` is the weight SDPose gives its
@@ -34,7 +34,7 @@ from torch import Tensor
 
 from models.common.heatmap import heatmap_mse_loss
 from models.tokenpose import TokenPoseOutput
-from tokenprune import kept_attention_distillation_loss, token_feature_distillation_loss
+from tokenprune.losses import kept_attention_distillation_loss, token_feature_distillation_loss
 
 __all__ = ["DISTILL_LAYERS", "DPPTLoss", "DPPTLossTerms"]
 

@@ -4,9 +4,12 @@
         --data /datasets/coco --output runs/dppt_s_coco \\
         --set model.teacher_checkpoint=runs/tokenpose_s_coco/best.pt
 
-The teacher is a checkpoint of ``python -m models.tokenpose.train`` (``teacher_format: ours``,
-its EMA weights when it kept them) or an official TokenPose checkpoint
-(``teacher_format: official``). Evaluation, resuming and the other options are those of
+The config's ``model`` section names the student, a preset of :data:`models.dppt.PRESETS`
+(``dppt_s``, ``dppt_b``) with :class:`~models.tokenpose.config.TokenPoseConfig` overrides, and
+the distillation (teacher checkpoint, loss weights, layers; see :class:`DPPTTask`). The teacher
+is the student's network unpruned: a checkpoint of ``python -m models.tokenpose.train``
+(``teacher_format: ours``, its EMA weights when it kept them) or an official TokenPose
+checkpoint (``teacher_format: official``). Evaluation, resuming and the other options are those of
 :mod:`models.pose.cli`; checkpoints hold the student only.
 """
 
@@ -19,11 +22,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from models.common.engine import load_weights
 from models.pose.cli import ModelFamily, run
-from models.pose.engine import load_weights
-from models.tokenpose import TokenPose, build_tokenpose, load_official_checkpoint
-from models.tokenpose.train import TokenPoseTask
+from models.tokenpose import TokenPose, TokenPoseConfig, load_official_checkpoint
+from models.tokenpose.train import TokenPoseTask, task_from_section
 
+from .config import PRESETS
 from .loss import DISTILL_LAYERS, DPPTLoss
 
 __all__ = ["FAMILY", "DPPTTask", "load_teacher", "make_task"]
@@ -74,7 +78,8 @@ class _DistillationPasses(nn.Module):
 
 @dataclass
 class DPPTTask(TokenPoseTask):
-    """A PPT student, a TokenPose teacher of the same size and :class:`DPPTLoss`.
+    """A PPT student (``config``), a TokenPose teacher of the same network unpruned
+    (``config.unpruned()``) and :class:`DPPTLoss`.
 
     Attributes (besides :class:`~models.tokenpose.train.TokenPoseTask`'s):
         teacher_checkpoint: the teacher's weights (needed for training).
@@ -82,7 +87,7 @@ class DPPTTask(TokenPoseTask):
         output_weight, attention_weight, feature_weight, layers: see :class:`DPPTLoss`.
     """
 
-    architecture: str = "ppt"
+    config: TokenPoseConfig = PRESETS["dppt_s"]
     teacher_checkpoint: str | None = None
     teacher_format: str = "ours"
     output_weight: float = 1.0
@@ -91,18 +96,18 @@ class DPPTTask(TokenPoseTask):
     layers: tuple[int, ...] = field(default=DISTILL_LAYERS)
 
     def __post_init__(self) -> None:
-        if self.architecture != "ppt":
-            raise ValueError(f"DPPT's student is a PPT, got architecture {self.architecture!r}")
         super().__post_init__()
+        if not self.config.prune_after:
+            raise ValueError("DPPT's student is a PPT (a preset such as 'dppt_s'), got a config "
+                             "with prune_after=() (no pruning)")  # fmt: skip
         self.criterion = DPPTLoss(self.output_weight, self.attention_weight,
                                   self.feature_weight, self.layers)  # fmt: skip
 
     def build_teacher(self) -> TokenPose:
-        """The teacher with its weights: TokenPose of the student's size."""
+        """The teacher with its weights: the student's network unpruned."""
         if self.teacher_checkpoint is None:
             raise ValueError("DPPT training needs model.teacher_checkpoint (a trained TokenPose)")
-        teacher = build_tokenpose(self.variant, num_keypoints=self.num_keypoints,
-                                  image_size=self.image_size, **self.options)  # fmt: skip
+        teacher = TokenPose(self.config.unpruned())
         load_teacher(self.teacher_checkpoint, teacher, self.teacher_format)
         return teacher
 
@@ -121,7 +126,7 @@ def make_task(config: dict) -> DPPTTask:
     """The task of a config's ``model`` section."""
     if config.get("curriculum"):
         raise ValueError("DPPT takes no curriculum section")
-    return DPPTTask(**config.get("model", {}))
+    return task_from_section(DPPTTask, config.get("model", {}), PRESETS)
 
 
 FAMILY = ModelFamily("DPPT", make_task)

@@ -1,58 +1,105 @@
-"""GTPT variants (T/S/B) and keypoint layouts (COCO-17, COCO-WholeBody-133)."""
+"""GTPT's configuration: :class:`GTPTConfig` and the published models as named
+:data:`PRESETS` (``gtpt_{t,s,b}_{coco,wholebody}``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from models.common.codec import check_size
 from models.common.keypoints import COCO_FLIP_PAIRS, WHOLEBODY_FLIP_PAIRS
+from models.common.simcc import SimCCCodec
+from tokenprune.checks import check_keep_rate, check_number
 
+__all__ = ["BODY_GROUPS", "NUM_BODY", "PRESETS", "STEMS", "GTPTConfig", "check_keep_rates"]
 
-@dataclass(frozen=True)
-class Variant:
-    """Model size: transformer width and stem."""
-
-    name: str
-    dim: int
-    stem: str  # "shuffle" (one ShuffleNetV2 stage) or "ushaped"
-    stem_channels: int
-
-
-VARIANTS = {
-    "t": Variant("t", dim=128, stem="shuffle", stem_channels=128),
-    "s": Variant("s", dim=192, stem="shuffle", stem_channels=256),
-    "b": Variant("b", dim=192, stem="ushaped", stem_channels=256),
-}
-
-#: The three keypoint groups of the fine stage, as COCO body-keypoint ids. Group 0 also holds a
-#: dummy copy of the nose, so that every group has 6 sparse tokens.
+#: The three keypoint groups of the fine stage (head, upper and lower body), as COCO body
+#: keypoint ids: the sparse keypoint tokens of every layout.
 BODY_GROUPS = ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9, 10), (11, 12, 13, 14, 15, 16))
-SPARSE_PER_GROUP = 6
+NUM_BODY = sum(len(group) for group in BODY_GROUPS)
+#: The stems: one ShuffleNetV2 stage (GTPT-T, -S) or GTPT-B's U-shaped ShuffleNetV2.
+STEMS = ("shuffle", "ushaped")
+
+
+def check_keep_rates(keep_rates: Sequence[float]) -> tuple[float, float, float, float]:
+    """Four keep rates in (0, 1] (layers 1-3, 4-6, 7-9, 10-12), none above the one before."""
+    if isinstance(keep_rates, (str, bytes)) or not isinstance(keep_rates, Sequence):
+        raise TypeError(
+            f"keep_rates must be a sequence of 4 floats, got {type(keep_rates).__name__}"
+        )
+    if len(keep_rates) != 4:
+        raise ValueError(f"keep_rates must have 4 entries, got {len(keep_rates)}")
+    rates = tuple(check_keep_rate(f"keep_rates[{i}]", r) for i, r in enumerate(keep_rates))
+    for i in range(1, 4):
+        if rates[i] > rates[i - 1]:
+            raise ValueError(
+                f"keep_rates must not increase (pruned tokens cannot come back), got {rates}"
+            )
+    return rates  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
-class Layout:
-    """A dataset's keypoint layout as GTPT sees it.
+class GTPTConfig:
+    """Everything that shapes a GTPT network.
+
+    The model's fixed structure (6 coarse and 6 fine layers, the three :data:`BODY_GROUPS` of
+    6 sparse keypoint tokens, the pruning layers) is in :mod:`models.gtpt.model`.
 
     Attributes:
-        num_keypoints: output keypoints (17 or 133).
+        dim: transformer width (T: 128; S, B: 192).
+        stem: ``"shuffle"`` or ``"ushaped"`` (B), see :data:`STEMS`.
+        stem_channels: channels of the stem's 1/4 feature map.
         keep_rates: published keep rates of layers 1-3, 4-6, 7-9 and 10-12 (fractions of the
-            256 visual tokens).
+            visual tokens, 256 at 256x192); the model's default, ``[1.0] * 4`` is unpruned.
+        flip_pairs: left/right keypoint pairs of the layout (flip augmentation and testing).
         dense_per_part: WholeBody only: dense keypoints expanded from each part token
             (face 68, left hand 21, right hand 21, left foot 3, right foot 3).
-        group_parts: the part tokens of each group (WholeBody: head = face, upper = hands,
-            lower = feet).
+        group_parts: the part tokens of each of the three groups (WholeBody: head = face,
+            upper = hands, lower = feet).
         output_groups: the order in which the groups' dense tokens follow the 17 body keypoints
             in the dataset's keypoint order (WholeBody: feet 17-22, face 23-90, hands 91-132).
-        flip_pairs: left/right pairs for flip testing.
+        image_size: input ``(height, width)``, multiples of ``4 * patch_size`` (published:
+            256x192).
+        patch_size: stem-feature ``(rows, columns)`` per visual token.
+        num_heads, mlp_ratio: attention heads and MLP expansion of every layer.
+        keypoint_init_std: std of the truncated-normal initialisation of the keypoint, part and
+            dense token embeddings (GTPT: 0.02; see :class:`~models.gtpt.model.GTPT`).
+
+    Raises:
+        TypeError, ValueError: a field of the wrong type or value, named.
     """
 
-    name: str
-    num_keypoints: int
+    dim: int
+    stem: str
+    stem_channels: int
     keep_rates: tuple[float, float, float, float]
-    dense_per_part: tuple[int, ...]
-    group_parts: tuple[tuple[int, ...], ...]
-    output_groups: tuple[int, ...]
     flip_pairs: tuple[tuple[int, int], ...]
+    dense_per_part: tuple[int, ...] = ()
+    group_parts: tuple[tuple[int, ...], ...] = ((), (), ())
+    output_groups: tuple[int, ...] = ()
+    image_size: tuple[int, int] = (256, 192)
+    patch_size: tuple[int, int] = (4, 3)
+    num_heads: int = 8
+    mlp_ratio: float = 3.0
+    keypoint_init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
+        for name in ("image_size", "patch_size"):
+            object.__setattr__(self, name, check_size(name, getattr(self, name)))
+        object.__setattr__(self, "keep_rates", check_keep_rates(self.keep_rates))
+        if len(self.group_parts) != 3:
+            raise ValueError(f"group_parts must name the parts of 3 groups, got {self.group_parts}")
+        std = check_number("keypoint_init_std", self.keypoint_init_std)
+        if not std > 0:
+            raise ValueError(f"keypoint_init_std must be > 0, got {std}")
+        object.__setattr__(self, "keypoint_init_std", std)
+
+    @property
+    def num_keypoints(self) -> int:
+        """Output keypoints: the 17 body keypoints and the dense ones (WholeBody: 133)."""
+        return NUM_BODY + sum(self.dense_per_part)
 
     @property
     def num_parts(self) -> int:
@@ -62,34 +109,32 @@ class Layout:
     def dense_per_group(self) -> tuple[int, ...]:
         return tuple(sum(self.dense_per_part[p] for p in parts) for parts in self.group_parts)
 
+    @property
+    def codec(self) -> SimCCCodec:
+        """The SimCC codec of the input size with SimCC's published split ratio and sigma; the
+        head has its bins."""
+        return SimCCCodec(self.image_size)
 
-LAYOUTS = {
-    "coco": Layout(
-        "coco",
-        num_keypoints=17,
-        keep_rates=(1.0, 0.7, 0.3, 0.1),
-        dense_per_part=(),
-        group_parts=((), (), ()),
-        output_groups=(),
-        flip_pairs=COCO_FLIP_PAIRS,
-    ),
-    "wholebody": Layout(
-        "wholebody",
-        num_keypoints=133,
-        keep_rates=(1.0, 0.7, 0.5, 0.3),
-        dense_per_part=(68, 21, 21, 3, 3),
-        group_parts=((0,), (1, 2), (3, 4)),
-        output_groups=(2, 0, 1),
-        flip_pairs=WHOLEBODY_FLIP_PAIRS,
-    ),
+
+_SIZES = {  # dim, stem, stem channels
+    "t": (128, "shuffle", 128),
+    "s": (192, "shuffle", 256),
+    "b": (192, "ushaped", 256),
+}
+_LAYOUTS = {
+    "coco": {"keep_rates": (1.0, 0.7, 0.3, 0.1), "flip_pairs": COCO_FLIP_PAIRS},
+    "wholebody": {
+        "keep_rates": (1.0, 0.7, 0.5, 0.3),
+        "flip_pairs": WHOLEBODY_FLIP_PAIRS,
+        "dense_per_part": (68, 21, 21, 3, 3),
+        "group_parts": ((0,), (1, 2), (3, 4)),
+        "output_groups": (2, 0, 1),
+    },
 }
 
-#: Input size ``(height, width)``, patch size on the 1/4 feature map ``(rows, cols)``, and the
-#: SimCC split ratio, as published for every variant.
-IMAGE_SIZE = (256, 192)
-PATCH_SIZE = (4, 3)
-SPLIT_RATIO = 2.0
-NUM_HEADS = 8
-MLP_RATIO = 3
-COARSE_LAYERS = 6
-FINE_LAYERS = 6
+#: GTPT-T, -S and -B for COCO (17 keypoints) and COCO-WholeBody (133) as published.
+PRESETS: dict[str, GTPTConfig] = {
+    f"gtpt_{size}_{layout}": GTPTConfig(dim, stem, channels, **fields)
+    for size, (dim, stem, channels) in _SIZES.items()
+    for layout, fields in _LAYOUTS.items()
+}

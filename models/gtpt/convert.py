@@ -17,6 +17,10 @@ from models.common.official_blocks import (
     rename_layer_entry,
 )
 
+from .build import build_gtpt
+from .config import GTPTConfig
+from .model import COARSE_LAYERS, GTPT
+
 __all__ = ["convert_official_state_dict", "load_official_checkpoint", "official_name"]
 
 _RENAMES = {
@@ -34,7 +38,6 @@ _PREFIX_RENAMES = {
     "patch2emb_mlp.": "patch_embed.",
     "stem.": "stem.",
 }
-_COARSE_LAYERS = 6
 
 
 def _rename_features(name: str) -> str | None:
@@ -51,7 +54,7 @@ def _rename_features(name: str) -> str | None:
         kind, index, rest = match.group(1), int(match.group(2)), match.group(3)
         if rest == "0.fn.fn.mask":
             return None  # the attention mask buffer: our model takes a key mask instead
-        block = index + (_COARSE_LAYERS if kind == "group_layers" else 0)
+        block = index + (COARSE_LAYERS if kind == "group_layers" else 0)
         return f"blocks.{block}." + rename_layer_entry(rest)
     raise KeyError(name)
 
@@ -89,8 +92,8 @@ def official_name(ours: str, branch: str = "ema") -> str:
     match = re.fullmatch(r"blocks\.(\d+)\.(.+)", ours)
     if match:
         block = int(match.group(1))
-        kind, index = (("layers", block) if block < _COARSE_LAYERS
-                       else ("group_layers", block - _COARSE_LAYERS))  # fmt: skip
+        kind, index = (("layers", block) if block < COARSE_LAYERS
+                       else ("group_layers", block - COARSE_LAYERS))  # fmt: skip
         return f"{features}transformer.{kind}.{index}." + official_layer_entry(match.group(2))
     for old, new in _PREFIX_RENAMES.items():
         if ours.startswith(new):
@@ -171,9 +174,11 @@ def official_positional_table(
 
 
 def load_official_checkpoint(
-    path: str | os.PathLike, variant: str, dataset: str = "coco", branch: str = "ema"
-):
-    """Build GTPT and load a released checkpoint file into it (eval mode).
+    path: str | os.PathLike, config: str | GTPTConfig, branch: str = "ema"
+) -> GTPT:
+    """Build GTPT of ``config`` (a preset name such as ``"gtpt_s_coco"``, or a
+    :class:`~models.gtpt.config.GTPTConfig`) and load a released checkpoint file into it (eval
+    mode).
 
     The file is read with ``torch.load(weights_only=True)``; a dict wrapping the state_dict
     (``state_dict``/``model`` keys, ``module.`` prefixes) is unwrapped. Its entries are checked
@@ -182,13 +187,11 @@ def load_official_checkpoint(
     Raises:
         FileNotFoundError: no such file.
         ValueError: naming the file: not a weights-only state_dict, a positional table of
-            another variant, or entries that do not fit the model (the missing, unexpected and
-            mis-shaped ones listed under their official names).
+            another configuration, or entries that do not fit the model (the missing,
+            unexpected and mis-shaped ones listed under their official names).
     """
-    from .build import build_gtpt
-
     state_dict = load_state_dict_file(path)
-    model = build_gtpt(variant, dataset)
+    model = build_gtpt(config)
     table = official_positional_table(state_dict, branch)
     if table is not None and not (
         table.shape == model.pos_embedding.shape
@@ -196,8 +199,8 @@ def load_official_checkpoint(
     ):
         raise ValueError(
             f"{str(path)!r}: the checkpoint's positional table (shape {tuple(table.shape)}) "
-            f"differs from GTPT-{variant.upper()}'s sine table: is it a checkpoint of this "
-            "variant?"
+            f"differs from the model's sine table (width {model.dim}, "
+            f"{model.grid[0]}x{model.grid[1]} tokens): is it a checkpoint of this configuration?"
         )
     converted = convert_official_state_dict(state_dict, branch, model=model, source=path)
     model.load_state_dict(converted, strict=True)

@@ -114,7 +114,8 @@ def pck(points: np.ndarray, people: list[Person], threshold: float = 0.1) -> flo
 
 def score_predictions(trainer, predictions: tuple) -> dict:
     ids, points, scores = predictions
-    metrics = evaluate_keypoints(trainer.val_annotations, keypoint_results(ids, points, scores))
+    results = keypoint_results(ids, points, scores)
+    metrics = evaluate_keypoints(trainer.val_set.annotation_file, results)
     return {"AP": metrics["AP"], "AP50": metrics["AP50"], "AR": metrics["AR"],
             "PCK": pck(points, trainer.val_set.people)}  # fmt: skip
 

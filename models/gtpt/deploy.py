@@ -14,7 +14,6 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from models.common.atomic import atomic_path
 
-from .config import PATCH_SIZE
 from .model import GTPT
 
 
@@ -67,7 +66,7 @@ def _fold_norm_into_patch_embed(model: GTPT) -> None:
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)  # [C]
     shift = norm.bias - norm.running_mean * scale
     # patch features are ordered (row, col, channel) with the channel fastest
-    repeats = PATCH_SIZE[0] * PATCH_SIZE[1]
+    repeats = model.config.patch_size[0] * model.config.patch_size[1]
     feature_scale, feature_shift = scale.repeat(repeats), shift.repeat(repeats)
     linear.bias += linear.weight @ feature_shift
     linear.weight *= feature_scale

@@ -14,8 +14,8 @@ Token flow (COCO; see the README of this package for WholeBody):
 5. the 17 keypoint tokens go through the SimCC head.
 
 Every attention is a :class:`tokenprune.MultiHeadGroupAttention` (inside
-:class:`tokenprune.TransformerBlock`), every score :func:`tokenprune.softmax_pool_score` and every
-prune a :class:`tokenprune.GroupTokenPruner`.
+:class:`tokenprune.TransformerBlock`), every score :func:`tokenprune.scores.softmax_pool_score`
+and every prune a :meth:`tokenprune.GroupTokenPruner.prune` of a :class:`tokenprune.TokenState`.
 """
 
 from __future__ import annotations
@@ -24,33 +24,25 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from models.common.inputs import check_images
 from models.common.positional import sine_positional_embedding
 from models.common.simcc import SimCCHead
-from tokenprune import GroupTokenPruner, TransformerBlock, softmax_pool_score, token_scores
-from tokenprune.checks import check_keep_rate
+from tokenprune import GroupTokenPruner, TokenState, TransformerBlock, token_scores
+from tokenprune.scores import softmax_pool_score
 
-from .config import (
-    BODY_GROUPS,
-    COARSE_LAYERS,
-    FINE_LAYERS,
-    IMAGE_SIZE,
-    MLP_RATIO,
-    NUM_HEADS,
-    PATCH_SIZE,
-    SPARSE_PER_GROUP,
-    SPLIT_RATIO,
-    Layout,
-    Variant,
-)
+from .config import BODY_GROUPS, NUM_BODY, GTPTConfig, check_keep_rates
 from .stem import ShuffleStem, UShapedStem
 
+#: GTPT's fixed structure (see the token flow above): layers 1-6 are the coarse stage, layers
+#: 7-12 the fine stage, in which each body group holds 6 sparse keypoint tokens (group 0: a
+#: dummy copy of the nose and its 5 keypoints).
+COARSE_LAYERS = 6
+FINE_LAYERS = 6
+SPARSE_PER_GROUP = 6
 NUM_GROUPS = len(BODY_GROUPS)
-NUM_BODY = sum(len(g) for g in BODY_GROUPS)
 UNPRUNED = (1.0, 1.0, 1.0, 1.0)
 
 
@@ -93,101 +85,79 @@ class ChannelGate(nn.Module):
         return rearrange(gates, "b n (g d) -> b g n d", g=self.groups)
 
 
-def check_keep_rates(keep_rates: Sequence[float]) -> tuple[float, float, float, float]:
-    """Four keep rates in (0, 1] (layers 1-3, 4-6, 7-9, 10-12), none above the one before."""
-    if isinstance(keep_rates, (str, bytes)) or not isinstance(keep_rates, Sequence):
-        raise TypeError(
-            f"keep_rates must be a sequence of 4 floats, got {type(keep_rates).__name__}"
-        )
-    if len(keep_rates) != 4:
-        raise ValueError(f"keep_rates must have 4 entries, got {len(keep_rates)}")
-    rates = tuple(check_keep_rate(f"keep_rates[{i}]", r) for i, r in enumerate(keep_rates))
-    for i in range(1, 4):
-        if rates[i] > rates[i - 1]:
-            raise ValueError(
-                f"keep_rates must not increase (pruned tokens cannot come back), got {rates}"
-            )
-    return rates  # type: ignore[return-value]
-
-
 class GTPT(nn.Module):
-    """GTPT for 256x192 crops.
+    """GTPT of a :class:`~models.gtpt.config.GTPTConfig` (see ``models.gtpt.PRESETS``).
 
-    Args:
-        variant: model size (:data:`models.gtpt.config.VARIANTS`).
-        layout: keypoint layout (:data:`models.gtpt.config.LAYOUTS`).
-        keep_rates: default keep rates (fractions of the visual tokens, 256 at 256x192) of
-            layers 1-3, 4-6, 7-9 and 10-12; the layout's published rates if None. All 1.0 =
-            unpruned.
-        image_size: input ``(height, width)``, multiples of 16 and 12 (the published models
-            use 256x192; the visual tokens form a ``height/16 x width/12`` grid).
-        keypoint_init_std: std of the truncated-normal initialisation of the keypoint, part
-            and dense token embeddings. GTPT uses 0.02; those embeddings are added to the
-            human-token state, so at 0.02 the keypoint tokens start almost identical after
-            LayerNorm (mean cosine similarity 0.999) and a short run spends hundreds of steps
-            separating them. The project's synthetic recipe uses 1.0 (a departure from GTPT).
-            Only the initialisation changes: parameters and state_dict are the same.
+    The visual tokens form an ``H / (4 * rows) x W / (4 * cols)`` grid (16x16 at 256x192 with
+    4x3 patches). The model's keep rates start at ``config.keep_rates`` and may be set any
+    time (:attr:`keep_rates`). ``config.keypoint_init_std`` scales the initial keypoint, part
+    and dense token embeddings: GTPT uses 0.02; those embeddings are added to the human-token
+    state, so at 0.02 the keypoint tokens start almost identical after LayerNorm (mean cosine
+    similarity 0.999) and a short run spends hundreds of steps separating them. The project's
+    synthetic recipe uses 1.0 (a departure from GTPT). Only the initialisation changes:
+    parameters and state_dict are the same.
+
+    Attributes:
+        config: the configuration.
+        codec: the SimCC codec of the outputs (``config.codec``): decode ``model(images)``
+            with ``model.codec.decode``.
+
+    Raises:
+        ValueError: ``config.image_size`` is not a multiple of ``4 * config.patch_size``, or
+            the keep rates keep fewer private tokens than a group has dense keypoints.
     """
 
-    def __init__(
-        self,
-        variant: Variant,
-        layout: Layout,
-        keep_rates: Sequence[float] | None = None,
-        image_size: tuple[int, int] = IMAGE_SIZE,
-        keypoint_init_std: float = 0.02,
-    ) -> None:
+    def __init__(self, config: GTPTConfig) -> None:
         super().__init__()
-        if not keypoint_init_std > 0:  # also rejects NaN
-            raise ValueError(f"keypoint_init_std must be > 0, got {keypoint_init_std}")
-        self.keypoint_init_std = float(keypoint_init_std)
-        self.variant = variant
-        self.layout = layout
-        height, width = image_size
-        rows, cols = PATCH_SIZE
-        if height % (4 * rows) or width % (4 * cols) or height <= 0 or width <= 0:
+        if not isinstance(config, GTPTConfig):
+            raise TypeError(f"config must be a GTPTConfig, got {type(config).__name__}")
+        self.config = config
+        self.codec = config.codec
+        height, width = config.image_size
+        rows, cols = config.patch_size
+        if height % (4 * rows) or width % (4 * cols):
             raise ValueError(
                 f"image_size must be (height, width) with height a multiple of {4 * rows} and "
-                f"width a multiple of {4 * cols}, got {image_size}"
+                f"width a multiple of {4 * cols}, got {config.image_size}"
             )
         self.image_size = (height, width)
         self.grid = (height // 4 // rows, width // 4 // cols)
         self.num_visual = self.grid[0] * self.grid[1]
-        self.keep_rates = layout.keep_rates if keep_rates is None else keep_rates
-        dim = variant.dim
+        self.keep_rates = config.keep_rates
+        dim = config.dim
         self.dim = dim
         #: Run the stem in channels-last memory format (see ``optimize_for_inference``).
         self.channels_last = False
-        if variant.stem == "shuffle":
-            self.stem = ShuffleStem(variant.stem_channels)
+        if config.stem == "shuffle":
+            self.stem = ShuffleStem(config.stem_channels)
         else:
             self.stem = UShapedStem()
-        self.patch_norm = nn.BatchNorm2d(variant.stem_channels)
-        self.patch_embed = nn.Linear(variant.stem_channels * rows * cols, dim)
+        self.patch_norm = nn.BatchNorm2d(config.stem_channels)
+        self.patch_embed = nn.Linear(config.stem_channels * rows * cols, dim)
         self.register_buffer(
             "pos_embedding", sine_positional_embedding(*self.grid, dim), persistent=False
         )
 
         self.human_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.keypoint_tokens = nn.Parameter(torch.zeros(1, NUM_BODY, dim))
-        if layout.num_parts:
-            self.part_tokens = nn.Parameter(torch.zeros(1, layout.num_parts, dim))
-            self.dense_tokens = nn.Parameter(torch.zeros(1, sum(layout.dense_per_part), dim))
+        if config.num_parts:
+            self.part_tokens = nn.Parameter(torch.zeros(1, config.num_parts, dim))
+            self.dense_tokens = nn.Parameter(torch.zeros(1, sum(config.dense_per_part), dim))
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, NUM_HEADS, MLP_RATIO, qkv_bias=False, scale=dim**-0.5)
+            TransformerBlock(dim, config.num_heads, config.mlp_ratio, qkv_bias=False,
+                             scale=dim**-0.5)
             for _ in range(COARSE_LAYERS + FINE_LAYERS)
-        )
+        )  # fmt: skip
         self.channel_gate = ChannelGate(dim, NUM_GROUPS)
         budget = {"budget": "original", "num_original": self.num_visual}
         self.prune_coarse = GroupTokenPruner(1.0, **budget)
         self.prune_groups = GroupTokenPruner(1.0, **budget)
         self.prune_fine = GroupTokenPruner(1.0, **budget)
-        self.head = SimCCHead(dim, int(width * SPLIT_RATIO), int(height * SPLIT_RATIO))
-        self.split_ratio = SPLIT_RATIO
+        self.head = SimCCHead(dim, self.codec.bins_x, self.codec.bins_y)
 
         # Fine-stage scoring queries: each group's sparse tokens and (WholeBody) its dense
         # tokens; the dummy token of group 0 never scores.
-        dense = layout.dense_per_group
+        dense = config.dense_per_group
         self.fine_queries = SPARSE_PER_GROUP + max(dense)
         query_mask = torch.zeros(NUM_GROUPS, self.fine_queries, dtype=torch.bool)
         for g, count in enumerate(dense):
@@ -208,7 +178,7 @@ class GTPT(nn.Module):
 
     def _checked_rates(self, rates: Sequence[float]) -> tuple[float, float, float, float]:
         rates = check_keep_rates(rates)
-        most_dense = max(self.layout.dense_per_group, default=0)
+        most_dense = max(self.config.dense_per_group, default=0)
         for stage in (2, 3):
             kept = int(self.num_visual * rates[stage])
             if kept < most_dense:
@@ -230,7 +200,7 @@ class GTPT(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
         nn.init.trunc_normal_(self.human_token, std=0.02)
-        std = self.keypoint_init_std
+        std = self.config.keypoint_init_std
         for name in ("keypoint_tokens", "part_tokens", "dense_tokens"):
             if hasattr(self, name):
                 nn.init.trunc_normal_(getattr(self, name), std=std)  # bounds [-2, 2], as GTPT
@@ -265,68 +235,56 @@ class GTPT(nn.Module):
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         features = self.patch_norm(self.stem(images))
-        rows, cols = PATCH_SIZE
+        rows, cols = self.config.patch_size
         patches = rearrange(features, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=rows, p2=cols)
         return self.patch_embed(patches)
 
     def encode(self, visual: Tensor, keep_rates: Sequence[float]) -> GTPTOutput:
         """The transformer from patch embeddings ``[B, 256, D]`` to SimCC logits."""
         batch = visual.shape[0]
-        pos = self.pos_embedding
         ids = torch.arange(self.num_visual, device=visual.device).expand(batch, -1)
-        padded_pos = F.pad(pos, (0, 0, 1, 0))  # zero for the human token
-        x = torch.cat([self.human_token.expand(batch, -1, -1), visual + pos], dim=1)
-        shared = 1  # leading keypoint-like tokens: the human token, then the sparse keypoints
+        tokens = torch.cat([self.human_token.expand(batch, -1, -1), visual], dim=1)
+        # shared slots: the human token, from layer 4 on the part and body keypoint tokens
+        state = TokenState(tokens, num_shared=1, pos=self.pos_embedding, ids=ids)
 
         for index, block in enumerate(self.blocks[:COARSE_LAYERS]):
-            if index > 0:  # positions are re-added to the visual tokens before every layer
-                if padded_pos.shape[-2] != x.shape[1]:
-                    padded_pos = F.pad(pos, (0, 0, shared, 0))
-                x = x + padded_pos
+            # positions are added to the visual tokens before every layer
+            x, shared = state.positioned(), state.num_shared
             rate = keep_rates[0] if index < 3 else keep_rates[1]
-            prune = index in (0, 3) and self._prunes(self.prune_coarse, x.shape[1] - shared, rate)
+            prune = index in (0, 3) and self._prunes(self.prune_coarse, state.num_private, rate)
             scoring = prune or index == COARSE_LAYERS - 1  # layer 6 scores the grouping
             if scoring:
                 x, logits = block.attend_scored(x, shared, num_shared=shared)
             else:
                 x = block.attend(x, num_shared=shared)
+            state = state.with_tokens(x)
             if prune:  # by the human token's softmax-pooled logits
                 scores = token_scores(logits, "softmax_pool")
-                kept = self.prune_coarse(x, scores, num_shared=shared, keep_rate=rate)
-                x, pos, ids = kept.tokens, kept.apply(pos), kept.apply(ids)
-                padded_pos = pos[:, :0]  # stale: rebuilt before the next layer
+                state = self.prune_coarse.prune(state, scores, keep_rate=rate)
             if index == 3:
-                x = self._human_to_keypoints(x)
-                shared = self.layout.num_parts + NUM_BODY
-            x = block.feed_forward(x)
-        kept_coarse = ids
+                state = state.with_tokens(*self._human_to_keypoints(state.tokens))
+            state = state.with_tokens(block.feed_forward(state.tokens))
+        kept_coarse = state.ids
 
-        groups, pos, ids, key_mask = self._coarse_to_fine(x, logits, pos, ids, keep_rates[2])
-        kept_groups = ids
-        dense = list(self.layout.dense_per_group)
-        padded_pos = F.pad(pos, (0, 0, SPARSE_PER_GROUP, 0))
+        state = self._coarse_to_fine(state, logits, keep_rates[2])
+        kept_groups = state.ids
+        dense = list(self.config.dense_per_group)
         for index, block in enumerate(self.blocks[COARSE_LAYERS:], start=COARSE_LAYERS):
-            groups = groups + padded_pos
-            private = groups.shape[2] - SPARSE_PER_GROUP
-            prune = index == 9 and self._prunes(self.prune_fine, private, keep_rates[3])
+            groups, mask = state.positioned(), state.key_mask
+            prune = index == 9 and self._prunes(self.prune_fine, state.num_private, keep_rates[3])
             if prune:
-                groups, logits = block.attend_scored(
-                    groups, self.fine_queries, SPARSE_PER_GROUP, key_mask
-                )
+                groups, logits = block.attend_scored(groups, self.fine_queries, SPARSE_PER_GROUP,
+                                                     mask)  # fmt: skip
                 scores = token_scores(logits, "softmax_pool", query_mask=self.fine_query_mask)
-                kept = self.prune_fine(
-                    groups, scores, num_shared=SPARSE_PER_GROUP, num_protected=dense,
-                    key_mask=key_mask, keep_rate=keep_rates[3],
-                )  # fmt: skip
-                groups, key_mask = kept.tokens, kept.key_mask
-                pos, ids = kept.apply(pos), kept.apply(ids)
-                padded_pos = F.pad(pos, (0, 0, SPARSE_PER_GROUP, 0))
+                state = self.prune_fine.prune(
+                    state.with_tokens(groups), scores, num_protected=dense, keep_rate=keep_rates[3]
+                )
             else:
-                groups = block.attend(groups, SPARSE_PER_GROUP, key_mask)
-            groups = block.feed_forward(groups)
+                state = state.with_tokens(block.attend(groups, SPARSE_PER_GROUP, mask))
+            state = state.with_tokens(block.feed_forward(state.tokens))
 
-        x_logits, y_logits = self.head(self._output_tokens(groups))
-        return GTPTOutput(x_logits, y_logits, kept_coarse, kept_groups, ids)
+        x_logits, y_logits = self.head(self._output_tokens(state.tokens))
+        return GTPTOutput(x_logits, y_logits, kept_coarse, kept_groups, state.ids)
 
     # -- stages -------------------------------------------------------------------------------
 
@@ -335,41 +293,41 @@ class GTPT(nn.Module):
         """Whether a pruning step changes the token count (GTPT prunes only then)."""
         return pruner.num_kept(num_private, rate) != num_private
 
-    def _human_to_keypoints(self, x: Tensor) -> Tensor:
+    def _human_to_keypoints(self, x: Tensor) -> tuple[Tensor, int]:
         """``[human | visual] -> [parts | 17 body keypoints | visual]``: each keypoint (and part)
-        token is the human token's state plus its own learned embedding."""
+        token is the human token's state plus its own learned embedding. Returns the tokens
+        and their number of shared (keypoint) slots."""
         human, visual = x[:, :1], x[:, 1:]
         embeddings = self.keypoint_tokens
-        if self.layout.num_parts:
+        if self.config.num_parts:
             embeddings = torch.cat([self.part_tokens, embeddings], dim=1)
-        return torch.cat([human + embeddings, visual], dim=1)
+        return torch.cat([human + embeddings, visual], dim=1), embeddings.shape[1]
 
     def _dense_tokens(self, parts: Tensor, group: int) -> Tensor:
         """WholeBody: the dense keypoint tokens of ``group``, each its part token's state plus
         its own learned embedding. ``[B, n_dense, D]``."""
         offsets = [0]
-        for count in self.layout.dense_per_part:
+        for count in self.config.dense_per_part:
             offsets.append(offsets[-1] + count)
         pieces = [
             parts[:, p : p + 1] + self.dense_tokens[:, offsets[p] : offsets[p + 1]]
-            for p in self.layout.group_parts[group]
+            for p in self.config.group_parts[group]
         ]
         if not pieces:
             return parts.new_zeros(parts.shape[0], 0, self.dim)
         return torch.cat(pieces, dim=1)
 
-    def _coarse_to_fine(
-        self, x: Tensor, logits, pos: Tensor, ids: Tensor, rate: float
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _coarse_to_fine(self, state: TokenState, logits, rate: float) -> TokenState:
         """Split ``[parts | body | visual]`` into three groups and prune each group's visual
         tokens by its own keypoints' layer-6 logits.
 
-        Each group: ``[6 sparse (shared) | dense (WholeBody, protected) | gated visual]``.
-        Returns ``(groups [B, 3, N, D], private positions [B, 3, N-6, D], private ids
-        [B, 3, N-6], key_mask [B, 3, N])``.
+        Each group: ``[6 sparse (shared) | dense (WholeBody, protected) | gated visual]``; the
+        dense tokens have no position and id ``-1``. Returns the grouped state: tokens
+        ``[B, 3, N, D]``, positions ``[B, 3, N-6, D]``, ids ``[B, 3, N-6]``, key mask
+        ``[B, 3, N]``.
         """
-        num_parts = self.layout.num_parts
-        shared = num_parts + NUM_BODY
+        num_parts, shared = self.config.num_parts, state.num_shared
+        x, pos, ids = state.tokens, state.pos, state.ids
         parts, body, visual = x[:, :num_parts], x[:, num_parts:shared], x[:, shared:]
         gates = self.channel_gate(visual)  # [B, G, n, D]
         gated = visual.unsqueeze(1) * gates
@@ -377,34 +335,40 @@ class GTPT(nn.Module):
         sparse = torch.cat([body[:, :1], body], dim=1).unflatten(1, (NUM_GROUPS, SPARSE_PER_GROUP))
         candidate_logits = logits.private_logits()  # [B, H, shared, n]
 
-        groups, positions, group_ids = [], [], []
+        groups = []
         for g, members in enumerate(BODY_GROUPS):
-            rows = list(self.layout.group_parts[g]) + [num_parts + m for m in members]
+            rows = list(self.config.group_parts[g]) + [num_parts + m for m in members]
             scores = softmax_pool_score(candidate_logits[:, :, rows])  # [B, n]
             dense = self._dense_tokens(parts, g)
             num_dense = dense.shape[1]
-            tokens = torch.cat([sparse[:, g], dense, gated[:, g]], dim=1)
-            scores = torch.cat([scores.new_zeros(scores.shape[0], num_dense), scores], dim=1)
-            kept = self.prune_groups(
-                tokens, scores, num_shared=SPARSE_PER_GROUP, num_protected=num_dense,
-                keep_rate=rate,
+            group = TokenState(
+                torch.cat([sparse[:, g], dense, gated[:, g]], dim=1),
+                num_shared=SPARSE_PER_GROUP,
+                pos=torch.cat([gated_pos.new_zeros(x.shape[0], num_dense, self.dim),
+                               gated_pos[:, g]], dim=1),
+                ids=torch.cat([ids.new_full((ids.shape[0], num_dense), -1), ids], dim=1),
             )  # fmt: skip
-            groups.append(kept.tokens)
-            dense_pos = gated_pos.new_zeros(gated_pos.shape[0], num_dense, self.dim)  # none
-            positions.append(kept.apply(torch.cat([dense_pos, gated_pos[:, g]], dim=1)))
-            dense_ids = ids.new_full((ids.shape[0], num_dense), -1)
-            group_ids.append(kept.apply(torch.cat([dense_ids, ids], dim=1)))
-        groups = torch.stack(groups, dim=1)
-        key_mask = torch.ones(groups.shape[:3], dtype=torch.bool, device=groups.device)
+            scores = torch.cat([scores.new_zeros(scores.shape[0], num_dense), scores], dim=1)
+            groups.append(
+                self.prune_groups.prune(group, scores, num_protected=num_dense, keep_rate=rate)
+            )
+        tokens = torch.stack([group.tokens for group in groups], dim=1)
+        key_mask = torch.ones(tokens.shape[:3], dtype=torch.bool, device=tokens.device)
         key_mask[:, 0, 0] = False  # the dummy keypoint is never attended to
-        return groups, torch.stack(positions, dim=1), torch.stack(group_ids, dim=1), key_mask
+        return TokenState(
+            tokens,
+            num_shared=SPARSE_PER_GROUP,
+            pos=torch.stack([group.pos for group in groups], dim=1),
+            ids=torch.stack([group.ids for group in groups], dim=1),
+            key_mask=key_mask,
+        )
 
     def _output_tokens(self, groups: Tensor) -> Tensor:
         """The keypoint tokens in the dataset's order: 17 body keypoints (the dummy dropped),
         then (WholeBody) each group's dense keypoints."""
         body = groups[:, :, :SPARSE_PER_GROUP].flatten(1, 2)[:, 1:]
         dense = [
-            groups[:, g, SPARSE_PER_GROUP : SPARSE_PER_GROUP + self.layout.dense_per_group[g]]
-            for g in self.layout.output_groups
+            groups[:, g, SPARSE_PER_GROUP : SPARSE_PER_GROUP + self.config.dense_per_group[g]]
+            for g in self.config.output_groups
         ]
         return torch.cat([body, *dense], dim=1)

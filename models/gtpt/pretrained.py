@@ -14,14 +14,15 @@ produced it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from models.common.checkpoint import check_state_dict, load_state_dict_file
+from models.common.presets import config_from_section
 
-from .build import build_gtpt
+from .config import PRESETS, GTPTConfig
 from .model import GTPT
 
 __all__ = ["PRETRAINED", "PretrainedWeights", "load_pretrained"]
@@ -39,7 +40,7 @@ class PretrainedWeights:
         name: the key of :data:`PRETRAINED`.
         file: the weights file's name under ``models/gtpt/weights/``.
         config: the training config's name under ``models/gtpt/configs/``; its ``model``
-            section (variant, dataset, input size, keep rates) builds the network.
+            section (a preset and its overrides: input size, keep rates) builds the network.
         summary: one line on what the weights are.
     """
 
@@ -60,10 +61,10 @@ class PretrainedWeights:
     def card_path(self) -> Path:
         return self.path.with_suffix(".md")
 
-    def model_config(self) -> dict:
-        """The ``model`` section of the training config."""
+    def model_config(self) -> GTPTConfig:
+        """The network of the training config's ``model`` section."""
         config = yaml.safe_load(self.config_path.read_text()) or {}
-        return dict(config.get("model", {}))
+        return config_from_section(config.get("model", {}), PRESETS)
 
 
 PRETRAINED: dict[str, PretrainedWeights] = {
@@ -98,14 +99,10 @@ def load_pretrained(
     if name not in PRETRAINED:
         raise ValueError(f"name must be one of {sorted(PRETRAINED)}, got {name!r}")
     entry = PRETRAINED[name]
-    model_config = entry.model_config()
-    rates = model_config.get("keep_rates") if keep_rates is None else keep_rates
-    model = build_gtpt(
-        model_config.get("variant", "t"),
-        model_config.get("dataset", "coco"),
-        rates,
-        tuple(model_config["image_size"]),
-    )
+    config = entry.model_config()
+    if keep_rates is not None:
+        config = replace(config, keep_rates=keep_rates)
+    model = GTPT(config)
     weights = load_state_dict_file(entry.path)
     check_state_dict(weights, model.state_dict(), repr(str(entry.path)))
     model.load_state_dict(weights)  # copies into float32

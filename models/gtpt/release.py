@@ -20,8 +20,8 @@ from pathlib import Path
 
 from models.common.atomic import write_text_atomic
 from models.common.curves import plot_learning_curve, read_learning_curve
+from models.common.engine import evaluation_weights, load_training_checkpoint
 from models.common.release import save_half_precision, software, training_seconds
-from models.pose.engine import evaluation_weights, load_training_checkpoint
 
 from .pretrained import PRETRAINED
 

@@ -7,6 +7,11 @@
     python -m models.gtpt.train ... --eval-only --official-checkpoint gtpt_t_coco.pth
     torchrun --nproc_per_node 4 -m models.gtpt.train ...      # several GPUs (DDP)
 
+The config's ``model`` section names a preset of :data:`models.gtpt.config.PRESETS`
+(``preset: gtpt_t_coco``) and overrides of its :class:`~models.gtpt.config.GTPTConfig` fields
+(``image_size``, ``keep_rates``, ``keypoint_init_std``, ...); ``curriculum`` is the keep-rate
+curriculum (:func:`keep_rate_schedule`).
+
 ``--set section.key=value`` overrides a config entry (e.g. ``--set train.epochs=5``). The data
 folder holds the files named in the config's ``data`` section (COCO's layout by default; the
 synthetic data set of ``models.pose.synthetic`` has its own config). The command line itself is
@@ -16,21 +21,49 @@ synthetic data set of ``models.pose.synthetic`` has its own config). The command
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import Tensor, nn
 
-from models.common.simcc import decode_simcc, flip_test, resize_simcc_bins
+from models.common.engine import Trainer
+from models.common.presets import config_from_section
+from models.common.simcc import resize_simcc_bins
 from models.pose.cli import ModelFamily, run
 from models.pose.cli import build_trainer as build_pose_trainer
-from models.pose.data import simcc_target_fn
-from models.pose.engine import PoseTask, Trainer
+from models.pose.engine import PoseTask
+from tokenprune import (
+    ConstantKeepRate,
+    CosineWarmupKeepRate,
+    KeepRateSchedule,
+    LinearWarmupKeepRate,
+)
 
-from .build import build_gtpt
-from .config import LAYOUTS, SPLIT_RATIO
+from .config import PRESETS, GTPTConfig
 from .convert import load_official_checkpoint
-from .training import SIGMA, gtpt_loss, keep_rate_schedule
+from .model import GTPT, GTPTOutput
+
+
+def keep_rate_schedule(
+    target: Sequence[float],
+    kind: str = "direct",
+    warmup_epochs: float = 10,
+    end_epoch: float = 100,
+) -> KeepRateSchedule:
+    """GTPT's keep-rate curriculum.
+
+    ``"direct"`` trains at the target rates from the first step, as GTPT's released code does;
+    ``"linear"`` (GTPT's earlier curriculum: no pruning for ``warmup_epochs``, then linear to
+    the targets at ``end_epoch``) and ``"cosine"`` (EViT's warmup shape) ramp up.
+    """
+    if kind == "direct":
+        return ConstantKeepRate(target)
+    if kind == "linear":
+        return LinearWarmupKeepRate(target, warmup_epochs, end_epoch)
+    if kind == "cosine":
+        return CosineWarmupKeepRate(target, warmup_epochs, end_epoch)
+    raise ValueError(f"kind must be 'direct', 'linear' or 'cosine', got {kind!r}")
 
 
 class _TrainingPasses(nn.Module):
@@ -46,33 +79,32 @@ class _TrainingPasses(nn.Module):
 
 @dataclass
 class GTPTTask(PoseTask):
-    """GTPT trained with the Global Perceived loss and a keep-rate curriculum."""
+    """GTPT trained with the Global Perceived loss and a keep-rate curriculum towards
+    ``config.keep_rates``; the data and the predictions share ``config.codec``.
 
-    variant: str = "t"
-    dataset: str = "coco"
-    image_size: tuple[int, int] = (256, 192)
-    keep_rates: tuple[float, ...] | None = None
+    Attributes:
+        config: the network (a preset of :data:`~models.gtpt.config.PRESETS` and overrides).
+        curriculum, warmup_epochs, end_epoch: see :func:`keep_rate_schedule`.
+    """
+
+    config: GTPTConfig = PRESETS["gtpt_t_coco"]
     curriculum: str = "direct"
     warmup_epochs: float = 10
     end_epoch: float = 100
-    keypoint_init_std: float = 0.02  # GTPT's; the synthetic recipe departs with 1.0
 
     def __post_init__(self) -> None:
-        layout = LAYOUTS.get(self.dataset)
-        if layout is None:
-            raise ValueError(f"dataset must be one of {sorted(LAYOUTS)}, got {self.dataset!r}")
-        self.image_size = tuple(self.image_size)
-        self.num_keypoints = layout.num_keypoints
-        self.flip_pairs = layout.flip_pairs
-        self.keep_rates = tuple(self.keep_rates or layout.keep_rates)
+        if not isinstance(self.config, GTPTConfig):
+            raise TypeError(f"config must be a GTPTConfig, got {type(self.config).__name__}")
+        self.image_size = self.config.image_size
+        self.num_keypoints = self.config.num_keypoints
+        self.flip_pairs = self.config.flip_pairs
+        self.codec = self.config.codec
         self.schedule = keep_rate_schedule(
-            self.keep_rates, self.curriculum, self.warmup_epochs, self.end_epoch
+            self.config.keep_rates, self.curriculum, self.warmup_epochs, self.end_epoch
         )
 
     def build_model(self) -> nn.Module:
-        return build_gtpt(
-            self.variant, self.dataset, self.keep_rates, self.image_size, self.keypoint_init_std
-        )
+        return GTPT(self.config)
 
     def load_initial_weights(
         self, model: nn.Module, state_dict: dict[str, Tensor], source: str = "weights"
@@ -86,7 +118,7 @@ class GTPTTask(PoseTask):
             for entry in ("weight", "bias"):
                 key = f"head.{axis}.1.{entry}"
                 if key in state and state[key].shape[0] != bins:
-                    state[key] = resize_simcc_bins(state[key], bins, SPLIT_RATIO)
+                    state[key] = resize_simcc_bins(state[key], bins, self.codec.split_ratio)
         super().load_initial_weights(model, state, source)
 
     def training_module(self, model: nn.Module) -> nn.Module:
@@ -95,32 +127,29 @@ class GTPTTask(PoseTask):
     def prepare_step(self, model: nn.Module, epoch: float) -> None:
         model.keep_rates = self.schedule(epoch)
 
-    def loss(self, outputs, batch: dict[str, Tensor], epoch: float) -> Tensor:
+    def loss(self, outputs: tuple[GTPTOutput, GTPTOutput], batch: dict[str, Tensor],
+             epoch: float) -> Tensor:  # fmt: skip
+        """The Global Perceived loss of the pruned and the entire pass."""
         pruned, entire = outputs
-        targets = batch["target_x"], batch["target_y"], batch["target_weight"]
-        return gtpt_loss(pruned, entire, *targets)
+        return self.codec.loss((pruned.x_logits, pruned.y_logits), batch,
+                               entire=(entire.x_logits, entire.y_logits))  # fmt: skip
 
     def predict(self, model: nn.Module, images: Tensor, flip: bool) -> tuple[Tensor, Tensor]:
-        if flip:
-            x_logits, y_logits = flip_test(model, images, self.flip_pairs)
-        else:
-            x_logits, y_logits = model(images)
-        return decode_simcc(x_logits, y_logits, SPLIT_RATIO)
-
-    def target_fn(self):
-        return simcc_target_fn(self.image_size, SPLIT_RATIO, SIGMA)
+        outputs = self.codec.flip_test(model, images, self.flip_pairs) if flip else model(images)
+        return self.codec.decode(outputs)
 
 
 def make_task(config: dict) -> GTPTTask:
-    """The GTPT task of a config's ``model`` and ``curriculum`` sections."""
+    """The GTPT task of a config's ``model`` section (a preset of
+    :data:`~models.gtpt.config.PRESETS` and its overrides) and ``curriculum`` section."""
     curriculum = dict(config.get("curriculum", {}))
     if "kind" in curriculum:
         curriculum["curriculum"] = curriculum.pop("kind")
-    return GTPTTask(**config.get("model", {}), **curriculum)
+    return GTPTTask(config_from_section(config.get("model", {}), PRESETS), **curriculum)
 
 
 def _load_official(path: Path, task: GTPTTask) -> nn.Module:
-    return load_official_checkpoint(path, task.variant, task.dataset)
+    return load_official_checkpoint(path, task.config)
 
 
 FAMILY = ModelFamily("GTPT", make_task, _load_official)

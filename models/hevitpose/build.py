@@ -18,27 +18,43 @@ published parameters and GFLOPs; the exact figures are in the README and benchma
 
 from __future__ import annotations
 
+from typing import Any
+
+from models.common.presets import resolve_config
+
 from .model import HEViTPose, HEViTPoseConfig
 
-__all__ = ["CONFIGS", "PUBLISHED", "build_hevitpose"]
+__all__ = ["PRESETS", "PUBLISHED", "build_hevitpose"]
 
-CONFIGS = {
-    "t": HEViTPoseConfig(widths=(48, 160, 256), depths=(1, 2, 3), groups=(4, 4, 4),
-                         heads_per_group=(1, 1, 1), head_channels=64),
-    "s": HEViTPoseConfig(widths=(48, 160, 256), depths=(2, 3, 4), groups=(4, 4, 4),
-                         heads_per_group=(1, 1, 1), head_channels=256),
-    "b": HEViTPoseConfig(widths=(48, 192, 320), depths=(2, 4, 6), groups=(4, 4, 4),
-                         heads_per_group=(1, 1, 1), head_channels=256),
+#: HEViTPose-T, -S and -B as this project configures them, for MPII (16 keypoints, 256x256).
+PRESETS: dict[str, HEViTPoseConfig] = {
+    "hevitpose_t": HEViTPoseConfig(widths=(48, 160, 256), depths=(1, 2, 3), groups=(4, 4, 4),
+                                   heads_per_group=(1, 1, 1), head_channels=64),
+    "hevitpose_s": HEViTPoseConfig(widths=(48, 160, 256), depths=(2, 3, 4), groups=(4, 4, 4),
+                                   heads_per_group=(1, 1, 1), head_channels=256),
+    "hevitpose_b": HEViTPoseConfig(widths=(48, 192, 320), depths=(2, 4, 6), groups=(4, 4, 4),
+                                   heads_per_group=(1, 1, 1), head_channels=256),
 }  # fmt: skip
 
-#: Published (parameters, GFLOPs) at 256x256 on MPII.
-PUBLISHED = {"t": (3.21e6, 1.75e9), "s": (5.88e6, 3.64e9), "b": (10.63e6, 5.58e9)}
+#: Published (parameters, GFLOPs) at 256x256 on MPII, by preset.
+PUBLISHED = {
+    "hevitpose_t": (3.21e6, 1.75e9),
+    "hevitpose_s": (5.88e6, 3.64e9),
+    "hevitpose_b": (10.63e6, 5.58e9),
+}
 
 
-def build_hevitpose(
-    variant: str = "t", num_keypoints: int = 16, image_size: tuple[int, int] = (256, 256)
-) -> HEViTPose:
-    """HEViTPose-T, -S or -B (16 keypoints for MPII, 17 for COCO)."""
-    if not isinstance(variant, str) or variant.lower() not in CONFIGS:
-        raise ValueError(f"variant must be one of {sorted(CONFIGS)}, got {variant!r}")
-    return HEViTPose(CONFIGS[variant.lower()], num_keypoints, image_size)
+def build_hevitpose(config: str | HEViTPoseConfig = "hevitpose_t", **overrides: Any) -> HEViTPose:
+    """HEViTPose-T, -S or -B.
+
+    Args:
+        config: a key of :data:`PRESETS` (``"hevitpose_t"``, ``"hevitpose_s"``,
+            ``"hevitpose_b"``) or a :class:`~models.hevitpose.model.HEViTPoseConfig`.
+        overrides: :class:`~models.hevitpose.model.HEViTPoseConfig` fields to replace, e.g.
+            ``num_keypoints=17`` (COCO) or ``image_size=(256, 192)``.
+
+    Raises:
+        ValueError: an unknown preset name or a bad field value.
+        TypeError: an override that is no field.
+    """
+    return HEViTPose(resolve_config(config, PRESETS, overrides))

@@ -23,14 +23,15 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from models.common.inputs import check_images
-from tokenprune import CGSRAttention
+
+from .cgsr import CGSRAttention
 
 __all__ = ["HEViTPose", "HEViTPoseConfig", "OverlapPatchEmbed", "SandwichBlock"]
 
 
 @dataclass(frozen=True)
 class HEViTPoseConfig:
-    """The sizes of a HEViTPose network.
+    """A HEViTPose network (the named ones: ``models.hevitpose.PRESETS``).
 
     Attributes:
         widths: channels of the three stages.
@@ -43,6 +44,8 @@ class HEViTPoseConfig:
         key_dim: query/key width per head.
         ffn_ratio: hidden width of the FFNs over the stage width.
         head_channels: channels of the two transposed convolutions of the head.
+        num_keypoints: heatmaps out (16 for MPII, 17 for COCO).
+        image_size: input ``(height, width)``, multiples of 16.
     """
 
     widths: tuple[int, int, int]
@@ -54,6 +57,8 @@ class HEViTPoseConfig:
     key_dim: int = 16
     ffn_ratio: float = 2.0
     head_channels: int = 128
+    num_keypoints: int = 16
+    image_size: tuple[int, int] = (256, 256)
 
 
 class OverlapPatchEmbed(nn.Module):
@@ -116,21 +121,23 @@ class SandwichBlock(nn.Module):
 
 
 class HEViTPose(nn.Module):
-    """HEViTPose for ``image_size`` crops: heatmaps at 1/4 of the input.
+    """HEViTPose of a :class:`HEViTPoseConfig`: ``config.num_keypoints`` heatmaps at 1/4 of
+    the ``config.image_size`` input.
 
-    Args:
-        config: the network sizes.
-        num_keypoints: heatmaps out (16 for MPII, 17 for COCO).
-        image_size: input ``(height, width)``, multiples of 16.
+    Raises:
+        TypeError: ``config`` is not a :class:`HEViTPoseConfig`.
+        ValueError: the input size is not a multiple of 16.
     """
 
-    def __init__(self, config: HEViTPoseConfig, num_keypoints: int = 16,
-                 image_size: tuple[int, int] = (256, 256)) -> None:  # fmt: skip
+    def __init__(self, config: HEViTPoseConfig) -> None:
         super().__init__()
-        if image_size[0] % 16 or image_size[1] % 16:
-            raise ValueError(f"image_size must be multiples of 16, got {image_size}")
-        self.config, self.image_size = config, tuple(image_size)
-        self.num_keypoints = num_keypoints
+        if not isinstance(config, HEViTPoseConfig):
+            raise TypeError(f"config must be a HEViTPoseConfig, got {type(config).__name__}")
+        image_size = tuple(config.image_size)
+        if len(image_size) != 2 or image_size[0] % 16 or image_size[1] % 16:
+            raise ValueError(f"image_size must be multiples of 16, got {config.image_size}")
+        self.config, self.image_size = config, image_size
+        num_keypoints = self.num_keypoints = config.num_keypoints
         stages, in_channels = [], 3
         for index, stride in enumerate((4, 2, 2)):
             width = config.widths[index]

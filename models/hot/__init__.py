@@ -1,6 +1,15 @@
-"""HoT (Hourglass Tokenizer, CVPR 2024) on MixSTE, assembled from tokenprune."""
+"""HoT (Hourglass Tokenizer, CVPR 2024) on MixSTE, assembled from tokenprune.
 
-from .build import CONFIGS, build_hot_mixste, build_mixste, load_official_checkpoint
+Training and evaluation: ``python -m models.hot.train`` (:mod:`models.hot.train`, the 3-D
+lifting task of the shared engine :mod:`models.common.engine`)."""
+
+from .build import (
+    CONFIGS,
+    build_hot_mixste,
+    build_mixste,
+    load_official_checkpoint,
+    mixste_config,
+)
 from .convert import convert_official_state_dict
 from .model import MixSTE, MixSTEConfig, MixSTEOutput
 
@@ -13,4 +22,5 @@ __all__ = [
     "build_mixste",
     "convert_official_state_dict",
     "load_official_checkpoint",
+    "mixste_config",
 ]

@@ -9,8 +9,9 @@
 3. prints MPJPE and P-MPJPE (mm, flip test) on the test subjects (S9, S11), parameters, FLOPs
    (HoT's convention and with attention) and CPU latency per clip (the models taking turns),
    next to a baseline that predicts the training set's mean pose for every frame;
-4. fine-tunes HoT w. MixSTE for ``--finetune-steps`` steps on the training subjects and
-   evaluates it again, to show that training runs;
+4. fine-tunes HoT w. MixSTE for ``--finetune-steps`` steps on the training subjects with the
+   training engine (``models/hot/configs/synthetic_hot.yaml``, as ``python -m models.hot.train``)
+   and evaluates it again, to show that training runs;
 5. writes ``runs/hot_demo/results.md`` and ``results.json``.
 
     python -m models.hot.demo                   # under a minute on 2 cores
@@ -25,11 +26,11 @@ import json
 import sys
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from models.common.engine import Trainer, load_config
 from models.common.reporting import write_results
 from models.common.timing import interleaved_latency_ms
 from models.pose3d.h36m import PoseSequence, load_split
@@ -39,7 +40,7 @@ from tokenprune import count_flops
 from .evaluation import evaluate, score_sequences
 from .model import MixSTE
 from .pretrained import PRETRAINED, load_pretrained
-from .train import LiftingConfig, LiftingTrainer
+from .train import FAMILY, build_trainer, make_task
 
 #: (variant, shipped weights, row name), in the table's order
 MODELS = (
@@ -48,6 +49,8 @@ MODELS = (
 )
 #: HoT's published learning rate, for the fine-tune of converged weights
 FINETUNE_LR = 4e-5
+#: the training configs of the shipped weights, per variant
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 
 
 def ensure_data(root: Path, frames: int, seed: int = 0) -> None:
@@ -68,11 +71,15 @@ def mean_pose_baseline(train: list[PoseSequence], test: list[PoseSequence]) -> d
     return score_sequences(guesses, test)
 
 
-def _train(config: LiftingConfig, train, test, output: Path, weights: MixSTE | None = None):
-    """Train ``config`` (from ``weights`` if given) in a fresh ``output``; returns the trainer,
-    its last evaluation and the training minutes."""
+def _train(variant: str, data: Path, output: Path, train: dict,
+           weights: MixSTE | None = None) -> tuple[Trainer, dict, float]:  # fmt: skip
+    """Train ``variant``'s synthetic config (``train`` overriding its ``train`` section; from
+    ``weights`` if given) on ``data`` in a fresh ``output``; returns the trainer, its last
+    evaluation and the training minutes."""
+    config = load_config(CONFIGS_DIR / f"synthetic_{variant}.yaml", sections=FAMILY.sections)
+    config["train"].update(train)
     (output / "metrics.jsonl").unlink(missing_ok=True)
-    trainer = LiftingTrainer(config, train, test, output)
+    trainer = build_trainer(make_task(config), config, data, output)
     if weights is not None:
         trainer.model.load_state_dict(weights.state_dict())
     start = time.perf_counter()
@@ -127,20 +134,20 @@ def main(argv: list[str] | None = None) -> int:
     train = load_split(args.data, "train", "synthetic", "noisy")
     test = load_split(args.data, "test", "synthetic", "noisy")
 
+    budget = {"batch_size": batch_size, "epochs": 100, "progress": not args.quick}
     rows, models = [], []
     for variant, shipped, name in MODELS:
-        config = replace(PRETRAINED[shipped].config(), batch_size=batch_size)
         if args.from_scratch:
-            config = replace(config, variant=variant, epochs=100, max_steps=args.steps)
-            trainer, metrics, minutes = _train(config, train, test, args.output / variant)
-            model, steps, checkpoint = trainer.model.eval(), trainer.step, None
+            trainer, metrics, minutes = _train(variant, args.data, args.output / variant,
+                                               {**budget, "max_steps": args.steps})  # fmt: skip
+            model, steps, checkpoint = trainer.model.eval(), trainer.position.global_step, None
         else:
             model = load_pretrained(shipped)
-            metrics, minutes = evaluate(model, test, config.flip), None
+            metrics, minutes = evaluate(model, test), None
             record = json.loads(PRETRAINED[shipped].record_path.read_text())
             steps, checkpoint = record["steps"], _relative(PRETRAINED[shipped].path)
-        models.append((model, config))
-        params, gflops, all_gflops = _flops(model, config.frames)
+        models.append(model)
+        params, gflops, all_gflops = _flops(model, model.config.num_frames)
         rows.append({
             "name": name, "frames": _kept(model), "checkpoint": checkpoint, "steps": steps,
             "training_minutes": minutes, "MPJPE": metrics["MPJPE"],
@@ -148,18 +155,19 @@ def main(argv: list[str] | None = None) -> int:
             "all_gflops": all_gflops,
         })  # fmt: skip
     # one clip on one thread, the models taking turns, so drift affects both alike
-    clip = torch.randn(1, models[0][1].frames, 17, 2)
-    latencies = interleaved_latency_ms([m for m, _ in models], clip, 20, threads=1)
+    clip = torch.randn(1, models[0].config.num_frames, 17, 2)
+    latencies = interleaved_latency_ms(models, clip, 20, threads=1)
     for row, latency in zip(rows, latencies, strict=True):
         row["latency_ms"] = latency
 
     finetune = None
     if args.finetune_steps:
-        hot, config = models[-1]
-        config = replace(config, epochs=100, max_steps=args.finetune_steps, lr=FINETUNE_LR)
-        trainer, metrics, minutes = _train(config, train, test, args.output / "finetune", hot)
-        finetune = {"name": f"{rows[-1]['name']} + {trainer.step} fine-tune steps",
-                    "steps": trainer.step, "lr": config.lr, "minutes": minutes,
+        settings = {**budget, "max_steps": args.finetune_steps, "lr": FINETUNE_LR}
+        trainer, metrics, minutes = _train("hot", args.data, args.output / "finetune", settings,
+                                           models[-1])  # fmt: skip
+        steps = trainer.position.global_step
+        finetune = {"name": f"{rows[-1]['name']} + {steps} fine-tune steps",
+                    "steps": steps, "lr": trainer.config.lr, "minutes": minutes,
                     "MPJPE_before": rows[-1]["MPJPE"], "MPJPE": metrics["MPJPE"],
                     "P-MPJPE": metrics["P-MPJPE"]}  # fmt: skip
 

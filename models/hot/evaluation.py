@@ -22,10 +22,10 @@ def predict_clips(model: MixSTE, clips: Tensor, flip: bool) -> tuple[Tensor, Ten
     clip's frames for the mirrored one, as HoT does; seq2seq models cluster each on its own."""
     out = model(clips)
     if not flip:
-        return out.poses, out.kept_frames
-    reuse = out.kept_frames if model.recovery is None else None
-    mirrored = model(flip_pose(clips), kept_frames=reuse).poses
-    return (out.poses + flip_pose(mirrored)) / 2, out.kept_frames
+        return out.poses, out.kept_idx
+    reuse = out.kept_idx if model.recovery is None else None
+    mirrored = model(flip_pose(clips), kept_idx=reuse).poses
+    return (out.poses + flip_pose(mirrored)) / 2, out.kept_idx
 
 
 def _edge_pad(frames: Tensor, before: int, after: int) -> Tensor:

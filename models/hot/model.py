@@ -8,12 +8,12 @@ another every temporal block.
 
 HoT (Hourglass Tokenizer) prunes and restores the time axis:
 
-* before loop ``prune_loop``, :class:`tokenprune.TokenPruningCluster` keeps ``num_kept``
-  representative frames (all joints of each), and a learnable embedding of the kept slot's
-  rank is added;
+* before loop ``prune_loop``, :class:`tokenprune.temporal.TokenPruningCluster` keeps
+  ``num_kept`` representative frames (all joints of each), and a learnable embedding of the
+  kept slot's rank is added;
 * the remaining loops run on the kept frames only;
-* seq2seq: :class:`tokenprune.TokenRecoveringAttention` turns the kept frames back into ``T``
-  frames before the regression head;
+* seq2seq: :class:`tokenprune.temporal.TokenRecoveringAttention` turns the kept frames back
+  into ``T`` frames before the regression head;
 * seq2frame: no recovery; the centre frame is always kept and the model returns poses for the
   kept frames only (the centre one is the prediction).
 """
@@ -27,7 +27,8 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from tokenprune import TokenPruningCluster, TokenRecoveringAttention, TransformerBlock
+from tokenprune import TransformerBlock
+from tokenprune.temporal import TokenPruningCluster, TokenRecoveringAttention
 
 __all__ = ["MixSTE", "MixSTEConfig", "MixSTEOutput"]
 
@@ -50,7 +51,7 @@ class MixSTEConfig:
         num_kept: frames kept by the pruning (HoT's ``f_n``).
         recover: seq2seq (True: recover all ``T`` frames) or seq2frame (False: keep the centre
             frame and return the kept frames).
-        tie_break: the clustering's tie rule (see :func:`tokenprune.density_peaks`).
+        tie_break: the clustering's tie rule (see :func:`tokenprune.temporal.density_peaks`).
     """
 
     num_frames: int = 243
@@ -101,11 +102,11 @@ class MixSTEOutput(NamedTuple):
 
     Attributes:
         poses: ``[B, T, J, 3]`` (unpruned or seq2seq) or ``[B, num_kept, J, 3]`` (seq2frame).
-        kept_frames: ``[B, num_kept]`` frames kept by the pruning, ascending; None unpruned.
+        kept_idx: ``[B, num_kept]`` frames kept by the pruning, ascending; None unpruned.
     """
 
     poses: Tensor
-    kept_frames: Tensor | None
+    kept_idx: Tensor | None
 
 
 class MixSTE(nn.Module):
@@ -145,12 +146,12 @@ class MixSTE(nn.Module):
         self.head_norm = nn.LayerNorm(c.dim)
         self.head = nn.Linear(c.dim, c.out_channels)
 
-    def forward(self, keypoints: Tensor, kept_frames: Tensor | None = None) -> MixSTEOutput:
+    def forward(self, keypoints: Tensor, kept_idx: Tensor | None = None) -> MixSTEOutput:
         """Lift a clip of 2-D keypoints to 3-D.
 
         Args:
             keypoints: ``[B, T, J, in_channels]``.
-            kept_frames: ``[B, num_kept]`` frames to keep instead of the clustering's choice
+            kept_idx: ``[B, num_kept]`` frames to keep instead of the clustering's choice
                 (HoT's flip test reuses the unflipped clip's frames); ignored when unpruned.
 
         Returns:
@@ -171,7 +172,7 @@ class MixSTE(nn.Module):
         index = None
         for loop in range(c.depth):
             if loop == c.prune_loop:
-                x, index = self.cluster(x, kept_frames)
+                x, index = self.cluster(x, kept_idx)
                 if self.slot_pos is not None:
                     x = x + self.slot_pos[:, :, None]
             x = self._loop(loop, x)

@@ -7,10 +7,11 @@ loader.
     poses = model(inputs_2d).poses                      # [B, 27, 17, 2] -> [B, 27, 17, 3]
 
 Each entry names its weights file (a weights-only, half-precision state_dict under
-``models/hot/weights/``), the model settings (fields of :class:`models.hot.train.LiftingConfig`)
-and a model card (``<file>.md``) with the command, seed, steps, wall time and learning curve
-that produced it; ``<file>.json`` is the machine-readable record
-(:mod:`models.hot.release`).
+``models/hot/weights/``), the network (a training config's ``model`` section: ``variant``
+and :class:`~models.hot.model.MixSTEConfig` fields; the training configs are
+``models/hot/configs/synthetic_*.yaml``) and a model card (``<file>.md``) with the command,
+seed, steps, wall time and learning curve that produced it; ``<file>.json`` is the
+machine-readable record (:mod:`models.hot.release`).
 """
 
 from __future__ import annotations
@@ -20,14 +21,12 @@ from pathlib import Path
 
 from models.common.checkpoint import check_state_dict, load_state_dict_file
 
-from .model import MixSTE
-from .train import LiftingConfig
+from .build import mixste_config
+from .model import MixSTE, MixSTEConfig
 
 __all__ = ["PRETRAINED", "PretrainedLifter", "load_pretrained"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-#: The model settings a run must have to become an entry (the rest of its config is recorded).
-MODEL_FIELDS = ("variant", "frames", "dim", "num_kept", "prune_loop")
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,8 @@ class PretrainedLifter:
     Attributes:
         name: the key of :data:`PRETRAINED`.
         file: the weights file's name under ``models/hot/weights/``.
-        model: :data:`MODEL_FIELDS` of the :class:`LiftingConfig` that builds the network.
+        model: the network: ``variant`` and :class:`MixSTEConfig` fields (a config's
+            ``model`` section; see :func:`~models.hot.build.mixste_config`).
         summary: one line on what the weights are.
     """
 
@@ -58,12 +58,12 @@ class PretrainedLifter:
     def record_path(self) -> Path:
         return self.path.with_suffix(".json")
 
-    def config(self) -> LiftingConfig:
-        """The model settings as a :class:`LiftingConfig` (training fields at their defaults)."""
-        return LiftingConfig(**self.model)
+    def model_config(self) -> MixSTEConfig:
+        """The network's configuration."""
+        return mixste_config(**self.model)
 
 
-_DEMO_SIZE = {"frames": 27, "dim": 64, "num_kept": 9, "prune_loop": 1}
+_DEMO_SIZE = {"num_frames": 27, "dim": 64}
 PRETRAINED: dict[str, PretrainedLifter] = {
     "mixste_synthetic": PretrainedLifter(
         name="mixste_synthetic",
@@ -75,7 +75,7 @@ PRETRAINED: dict[str, PretrainedLifter] = {
     "hot_mixste_synthetic": PretrainedLifter(
         name="hot_mixste_synthetic",
         file="hot_mixste_synthetic_27f.pt",
-        model={"variant": "hot", **_DEMO_SIZE},
+        model={"variant": "hot", **_DEMO_SIZE, "num_kept": 9, "prune_loop": 1},
         summary="HoT w. MixSTE (9 of 27 frames kept after loop 1, recovered before the head), "
         "width 64, 8 loops, trained from scratch on the synthetic motion set (1500 frames per "
         "sequence, seed 0)",
@@ -98,7 +98,7 @@ def load_pretrained(name: str) -> MixSTE:
     if name not in PRETRAINED:
         raise ValueError(f"name must be one of {sorted(PRETRAINED)}, got {name!r}")
     entry = PRETRAINED[name]
-    model = entry.config().build_model()
+    model = MixSTE(entry.model_config())
     weights = load_state_dict_file(entry.path)
     check_state_dict(weights, model.state_dict(), repr(str(entry.path)))
     model.load_state_dict(weights)  # copies into float32

@@ -7,8 +7,8 @@ learning-curve plot and a JSON record of how they were made.
 The run's ``last.pt`` (the final weights, not ``best.pt``: that one is chosen on the test split)
 becomes the entry's weights file (:data:`models.hot.pretrained.PRETRAINED`);
 ``<file>_curve.png`` plots the training loss and the test MPJPE against the step;
-``<file>.json`` records the training config, seed, steps, training wall time, the last
-evaluation and the software versions.
+``<file>.json`` records the training config (the network's and the engine's settings), seed,
+steps, training wall time, the last evaluation and the software versions.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from models.common.atomic import write_text_atomic
-from models.common.checkpoint import read_weights_only
 from models.common.curves import plot_learning_curve, read_learning_curve
+from models.common.engine import load_training_checkpoint
 from models.common.release import save_half_precision, software, training_seconds
 
-from .pretrained import MODEL_FIELDS, PRETRAINED
+from .pretrained import PRETRAINED
 
 
 def _last_evaluation(metrics: Path) -> dict:
@@ -48,14 +49,14 @@ def release(name: str, run: str | os.PathLike, data: str | os.PathLike | None = 
     metrics = run / "metrics.jsonl"
     if not metrics.is_file():
         raise FileNotFoundError(f"{str(metrics)!r} does not exist: not a training output folder")
-    state = read_weights_only(run / "last.pt")
-    if not isinstance(state, dict) or not {"model", "config", "step", "epoch"} <= state.keys():
-        raise ValueError(f"{str(run / 'last.pt')!r} is not a checkpoint of the lifting trainer")
-    config = state["config"]
-    wrong = {k: config.get(k) for k in MODEL_FIELDS if config.get(k) != entry.model[k]}
+    state = load_training_checkpoint(run / "last.pt")
+    trained, wanted = state.get("task") or {}, asdict(entry.model_config())
+    if not isinstance(trained, dict) or "num_frames" not in trained:
+        raise ValueError(f"{str(run / 'last.pt')!r} is not a checkpoint of a lifting run")
+    wrong = {k: trained.get(k) for k in wanted if trained.get(k) != wanted[k]}
     if wrong:
         raise ValueError(f"the run {str(run)!r} trained {wrong}, the entry {name!r} is "
-                         f"{ {k: entry.model[k] for k in wrong} }")  # fmt: skip
+                         f"{ {k: wanted[k] for k in wrong} }")  # fmt: skip
     save_half_precision(state["model"], entry.path)
     curve = entry.path.with_name(entry.path.stem + "_curve.png")
     plot_learning_curve([(name, read_learning_curve(metrics, "MPJPE"))], curve, "MPJPE (mm)",
@@ -63,8 +64,10 @@ def release(name: str, run: str | os.PathLike, data: str | os.PathLike | None = 
     record = {
         "name": name, "weights": entry.path.name, "curve": curve.name,
         "output": run.as_posix(), "data": None if data is None else Path(data).as_posix(),
-        "config": config, "seed": config["seed"], "steps": state["step"],
-        "epochs": state["epoch"], "training_seconds": round(training_seconds(metrics), 1),
+        "config": {"model": trained, "train": state["config"]},
+        "seed": state["config"]["seed"], "steps": state["position"]["global_step"],
+        "epochs": state["position"]["epoch"],
+        "training_seconds": round(training_seconds(metrics), 1),
         "last_evaluation": _last_evaluation(metrics), **software(),
     }  # fmt: skip
     write_text_atomic(entry.record_path, json.dumps(record, indent=2) + "\n")

@@ -1,287 +1,212 @@
 """Train or evaluate MixSTE / HoT on 3-D lifting (Human3.6M layout or the synthetic motion set).
 
     python -m models.pose3d.synthetic --output data/synthetic3d        # the embedded data set
-    python -m models.hot.train --data data/synthetic3d --variant hot --output runs/hot
-    python -m models.hot.train --data data/h36m --name h36m --detector cpn_ft_h36m_dbb \\
-        --frames 243 --dim 512 --num-kept 81 --prune-loop 3 --batch-size 4 --lr 4e-5 ...
+    python -m models.hot.train --config models/hot/configs/synthetic_hot.yaml \\
+        --data data/synthetic3d --output runs/hot
+    python -m models.hot.train --config models/hot/configs/h36m_hot.yaml --data data/h36m \\
+        --output runs/hot_h36m                     # HoT's published recipe (243 frames)
+    python -m models.hot.train ... --set train.epochs=2 --set model.dim=32   # any entry
     python -m models.hot.train ... --resume runs/hot/last.pt
     python -m models.hot.train ... --eval-only --checkpoint runs/hot/best.pt
     python -m models.hot.train ... --eval-only --official-checkpoint hot_mixste.pth
+    torchrun --nproc_per_node 4 -m models.hot.train ...      # several GPUs (DDP)
+
+A config has the sections ``model`` (``variant``: ``hot``, ``tpc`` or ``mixste``, and
+:class:`~models.hot.model.MixSTEConfig` fields overriding the variant's), ``data``
+(:class:`LiftingData`) and ``train`` (:class:`LiftingTrainConfig`); the loop, its checkpoints
+(mid-epoch exact resume) and logs are the engine's (:mod:`models.common.engine`).
 
 The recipe is HoT's: AdamW (weight decay 0.1), the learning rate times 0.99 after every epoch,
 the loss of :mod:`models.hot.loss` on root-relative poses, horizontal flips for training and a
 flip test for evaluation. MPJPE and P-MPJPE are in millimetres, every test frame scored, pooled
-per action and averaged over actions (Protocol #1 and #2; :mod:`models.hot.evaluation`).
-Checkpoints (``last.pt`` every epoch, ``best.pt`` at the lowest test MPJPE, as HoT selects)
-are written atomically with a digest of their tensors (verified when read); a run resumed from
-``last.pt`` (epoch boundaries) continues with the same data order and augmentation as an
-uninterrupted one.
+per action and averaged over actions (Protocol #1 and #2; :mod:`models.hot.evaluation`);
+``best.pt`` is kept at the lowest test MPJPE, as HoT selects.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import sys
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
-from torch.utils.data import DataLoader
+from torch import Tensor, nn
 
-from models.common.checkpoint import (
-    check_optimizer_state,
-    check_state_dict,
-    load_state_dict_file,
-    read_weights_only,
-    save_checkpoint,
+from models.common.atomic import write_text_atomic
+from models.common.engine import (
+    ModelFamily,
+    Task,
+    TrainConfig,
+    Trainer,
+    check_keys,
+    config_from,
+    run,
 )
 from models.pose3d.h36m import ClipDataset, PoseSequence, load_split
+from tokenprune.checks import check_bool, check_float, check_number
 
-from .build import build_hot_mixste
-from .convert import convert_official_state_dict
-from .evaluation import evaluate
+from .build import CONFIGS, load_official_checkpoint, mixste_config
+from .evaluation import evaluate, predict_clips
 from .loss import lifting_loss
-from .model import MixSTE
+from .model import MixSTE, MixSTEConfig, MixSTEOutput
+
+__all__ = [
+    "FAMILY", "LiftingData", "LiftingTask", "LiftingTrainConfig", "build_trainer",
+    "load_official", "main", "make_task",
+]  # fmt: skip
 
 
 @dataclass
-class LiftingConfig:
-    """Model and training settings (the command line's flags)."""
+class LiftingTrainConfig(TrainConfig):
+    """The ``train`` section of a lifting run: the engine's settings and HoT's schedule."""
 
-    variant: str = "hot"
-    frames: int = 27
-    dim: int = 64
-    num_kept: int = 9
-    prune_loop: int = 1
-    epochs: int = 20
-    batch_size: int = 16
-    lr: float = 4e-4
-    weight_decay: float = 0.1
-    lr_decay: float = 0.99
-    train_stride: int | None = None
-    flip: bool = True
-    seed: int = 1126
-    max_steps: int | None = None
-    log_every: int = 50  # steps between logged training losses (their mean)
+    weight_decay: float = 0.1  # AdamW's
+    lr_decay: float = 0.99  # the learning rate's factor after every epoch
 
     def __post_init__(self) -> None:
-        if isinstance(self.log_every, bool) or not isinstance(self.log_every, int) or (
-            self.log_every < 1
-        ):
-            raise ValueError(f"log_every must be a positive integer, got {self.log_every!r}")
+        super().__post_init__()
+        check_number("weight_decay", self.weight_decay, low=0)
+        check_float("lr_decay", self.lr_decay, low=0, high=1)
+
+
+@dataclass(frozen=True)
+class LiftingData:
+    """The ``data`` section: which files of the data folder, and how training clips are cut.
+
+    Attributes:
+        name: the 3-D poses are ``data_3d_<name>.npz``.
+        detector: the 2-D keypoints are ``data_2d_<name>_<detector>.npz``.
+        train_stride: frames between training clip starts; None: a third of a clip.
+        flip: horizontal flip augmentation (probability 0.5 per clip).
+    """
+
+    name: str = "h36m"
+    detector: str = "cpn_ft_h36m_dbb"
+    train_stride: int | None = None
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        check_bool("flip", self.flip)
+
+
+@dataclass
+class LiftingTask(Task):
+    """MixSTE / HoT lifting clips of 2-D keypoints ``inputs_2d [B, F, J, 2]`` to root-relative
+    3-D poses ``[B, F, J, 3]`` (seq2frame: the kept frames only) with HoT's recipe.
+
+    Attributes:
+        model: the network (:data:`~models.hot.build.CONFIGS` and :func:`make_task`).
+    """
+
+    model: MixSTEConfig = field(default_factory=lambda: CONFIGS["hot"])
+
+    config_type: ClassVar[type[TrainConfig]] = LiftingTrainConfig
+    input_key: ClassVar[str] = "inputs_2d"
+    metric: ClassVar[str] = "MPJPE"
+    higher_is_better: ClassVar[bool] = False
 
     def build_model(self) -> MixSTE:
-        sizes = {"num_frames": self.frames, "dim": self.dim}
-        if self.variant != "mixste":
-            sizes |= {"num_kept": self.num_kept, "prune_loop": self.prune_loop}
-        return build_hot_mixste(self.variant, **sizes)
+        return MixSTE(self.model)
 
+    def build_optimizer(self, model: nn.Module, config: LiftingTrainConfig) -> torch.optim.AdamW:
+        """AdamW at ``config.lr`` with ``config.weight_decay``."""
+        return torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                 weight_decay=config.weight_decay)  # fmt: skip
 
-class LiftingTrainer:
-    """HoT's training loop over :class:`ClipDataset` clips, with atomic checkpoints."""
+    def lr_factor(self, step: int, config: LiftingTrainConfig, steps_per_epoch: int,
+                  total_steps: int) -> float:  # fmt: skip
+        """``lr_decay`` to the power of the completed epochs."""
+        return config.lr_decay ** (step // steps_per_epoch)
 
-    def __init__(
-        self,
-        config: LiftingConfig,
-        train: Sequence[PoseSequence],
-        test: Sequence[PoseSequence],
-        output: Path,
-        device: str = "cpu",
-    ) -> None:
-        self.config, self.test, self.output = config, test, output
-        self.device = torch.device(device)
-        torch.manual_seed(config.seed)
-        self.model = config.build_model().to(self.device)
-        stride = config.train_stride or max(config.frames // 3, 1)
-        self.clips = ClipDataset(train, config.frames, stride, flip_prob=0.5 * config.flip,
-                                 seed=config.seed)  # fmt: skip
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
-                                           weight_decay=config.weight_decay)  # fmt: skip
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, config.lr_decay)
-        self.epoch, self.step, self.best = 0, 0, float("inf")
+    def loss(self, outputs: MixSTEOutput, batch: dict[str, Tensor], epoch: float) -> Tensor:
+        """HoT's loss (:func:`~models.hot.loss.lifting_loss`) against ``targets_3d``; a
+        seq2frame model is scored on the frames it kept."""
+        target = batch["targets_3d"]
+        if outputs.poses.shape[1] != target.shape[1]:
+            target = target[torch.arange(len(target), device=target.device)[:, None],
+                            outputs.kept_idx]  # fmt: skip
+        return lifting_loss(outputs.poses.float(), target).total
 
-    def state(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "step": self.step,
-                "best": self.best, "config": asdict(self.config)}  # fmt: skip
+    def predict(self, model: nn.Module, inputs: Tensor, flip: bool) -> tuple[Tensor, Tensor | None]:
+        """``(poses [B, F or num_kept, J, 3], kept frames [B, num_kept] or None)`` of clips
+        ``[B, F, J, 2]`` (see :func:`~models.hot.evaluation.predict_clips`)."""
+        return predict_clips(model, inputs, flip)
 
-    def save(self, path: Path) -> None:
-        """Write :meth:`state` atomically with the digest of its tensors.
-
-        Raises:
-            OSError: it could not be written (e.g. a full disk), naming ``path``; the previous
-                file there is left as it was.
-        """
-        save_checkpoint(self.state(), path)
-
-    def resume(self, path: Path) -> None:
-        """Continue from a checkpoint of :meth:`save` written with the same configuration.
-
-        Raises:
-            FileNotFoundError: no such file.
-            ValueError: not a weights-only checkpoint of this trainer, damaged (its tensors
-                differ from the digest written with them; checkpoints without a digest load
-                unchecked), another configuration, or a missing entry or one that does not fit
-                (mis-shaped tensors), naming the file and the entry. Everything is checked
-                before anything is restored.
-        """
-        state = read_weights_only(path, map_location=str(self.device))
-        where = repr(str(path))
-        if not isinstance(state, dict) or "model" not in state:
-            raise ValueError(f"{where} is not a checkpoint of the lifting trainer")
-        if state.get("config") != asdict(self.config):
-            raise ValueError(
-                f"{path} was written with another configuration: {state.get('config')}"
-            )
-        for entry in ("optimizer", "scheduler", "epoch", "step", "best"):
-            if entry not in state:
-                raise ValueError(f"{where} lacks the entry {entry!r} that resuming needs")
-        check_state_dict(state["model"], self.model.state_dict(), f"{where} entry 'model'")
-        names = {id(p): n for n, p in self.model.named_parameters()}
-        check_optimizer_state(state["optimizer"], self.optimizer, names,
-                              f"{where} entry 'optimizer'")  # fmt: skip
-        if not isinstance(state["scheduler"], dict):
-            raise ValueError(f"{where} entry 'scheduler' must be a dict")
-        for entry in ("epoch", "step", "best"):
-            if isinstance(state[entry], bool) or not isinstance(state[entry], int | float):
-                raise ValueError(f"{where} entry {entry!r} must be a number, got "
-                                 f"{state[entry]!r}")  # fmt: skip
-        for entry, restore in (
-            ("model", lambda: self.model.load_state_dict(state["model"])),
-            ("optimizer", lambda: self.optimizer.load_state_dict(state["optimizer"])),
-            ("scheduler", lambda: self.scheduler.load_state_dict(state["scheduler"])),
-        ):
-            try:
-                restore()
-            except (RuntimeError, ValueError, KeyError, TypeError) as error:
-                raise ValueError(f"{where}: cannot restore the entry {entry!r}: "
-                                 f"{error}") from error  # fmt: skip
-        self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
-
-    def _log(self, record: dict) -> None:
-        print(json.dumps(record), flush=True)
-        with open(self.output / "metrics.jsonl", "a") as log:
-            log.write(json.dumps(record) + "\n")
-
-    def fit(self) -> dict:
-        """Train to the configured epochs (or ``max_steps``); returns the last evaluation."""
-        self.output.mkdir(parents=True, exist_ok=True)
-        metrics: dict = {}
-        while self.epoch < self.config.epochs and not self._budget_spent():
-            self._train_epoch()
-            metrics = evaluate(self.model, self.test, self.config.flip)
-            self._log({"epoch": self.epoch, "step": self.step, "time": time.time(),
-                       **{k: v for k, v in metrics.items() if k != "per_action"}})  # fmt: skip
-            if metrics["MPJPE"] < self.best:
-                self.best = metrics["MPJPE"]
-                self.save(self.output / "best.pt")
-            self.save(self.output / "last.pt")
+    def evaluate(self, model: nn.Module, data: list[PoseSequence], device: torch.device,
+                 config: TrainConfig, results_path: Path | None = None) -> dict:  # fmt: skip
+        """MPJPE / P-MPJPE (mm) on the test sequences ``data``, every frame scored (see
+        :func:`~models.hot.evaluation.evaluate`); written as JSON to ``results_path``."""
+        metrics = evaluate(model, data, config.flip_test, config.batch_size)
+        if results_path is not None:
+            write_text_atomic(results_path, json.dumps(metrics, indent=2))
         return metrics
 
-    def _budget_spent(self) -> bool:
-        return self.config.max_steps is not None and self.step >= self.config.max_steps
-
-    def _train_epoch(self) -> None:
-        # every epoch's randomness (order, flips, stochastic depth) comes from (seed, epoch), so
-        # a run resumed at an epoch boundary continues exactly as an uninterrupted one
-        torch.manual_seed(self.config.seed + self.epoch)
-        self.clips.set_epoch(self.epoch)
-        order = torch.Generator().manual_seed(self.config.seed + self.epoch)
-        loader = DataLoader(self.clips, self.config.batch_size, shuffle=True, generator=order,
-                            drop_last=True)  # fmt: skip
-        if len(loader) == 0:
-            raise ValueError(
-                f"batch_size={self.config.batch_size} exceeds the {len(self.clips)} training "
-                "clips: no batch to train on"
-            )
-        self.model.train()
-        start = time.perf_counter()
-        losses: list[float] = []
-        for batch in loader:
-            if self._budget_spent():
-                break
-            out = self.model(batch["inputs_2d"].to(self.device))
-            target = batch["targets_3d"].to(self.device)
-            if out.poses.shape[1] != target.shape[1]:  # seq2frame: the kept frames only
-                target = target[torch.arange(len(target))[:, None], out.kept_frames]
-            loss = lifting_loss(out.poses, target).total
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.step += 1
-            losses.append(float(loss.detach()))
-            if self.step % self.config.log_every == 0:
-                self._log({"epoch": self.epoch, "step": self.step,
-                           "loss": sum(losses) / len(losses),
-                           "lr": self.scheduler.get_last_lr()[0], "time": time.time()})  # fmt: skip
-                losses.clear()
-        self.scheduler.step()
-        self.epoch += 1
-        self._log({"epoch": self.epoch, "step": self.step, "epoch_seconds":
-                   time.perf_counter() - start})  # fmt: skip
+    def settings(self) -> dict:
+        """The network's :class:`MixSTEConfig` as a dict."""
+        return asdict(self.model)
 
 
-def load_weights(model: MixSTE, checkpoint: Path | None, official: Path | None) -> None:
-    """Load one of our checkpoints (a training state or a bare state_dict) or an official one.
+def make_task(config: dict) -> LiftingTask:
+    """The task of a config's ``model`` section: ``variant`` and :class:`MixSTEConfig` fields
+    overriding the variant's (see :func:`~models.hot.build.mixste_config`).
 
     Raises:
-        ValueError: the file does not fit ``model`` (missing, unexpected or mis-shaped entries,
-            under the official names for an official file) or is damaged, naming the file.
+        ValueError: an unknown key (the valid ones listed), variant or invalid sizes.
     """
-    if (checkpoint is None) == (official is None):
-        raise ValueError("evaluation needs exactly one of --checkpoint and --official-checkpoint")
-    if official is not None:
-        weights = convert_official_state_dict(load_state_dict_file(official), model=model,
-                                              source=official)  # fmt: skip
-    else:
-        weights = load_state_dict_file(checkpoint)
-        check_state_dict(weights, model.state_dict(), repr(str(checkpoint)))
-    model.load_state_dict(weights)
+    valid = ("variant", *MixSTEConfig.__dataclass_fields__)
+    model = check_keys(config.get("model"), valid, "config section 'model'")
+    return LiftingTask(mixste_config(**model))
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("data/synthetic3d"),
-                        help="folder of the npz files (pickled dicts: use trusted files only)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--name", default="synthetic", help="data_3d_<name>.npz")
-    parser.add_argument("--detector", default="noisy", help="data_2d_<name>_<detector>.npz")
-    parser.add_argument("--output", type=Path, default=Path("runs/hot"))
-    parser.add_argument("--resume", type=Path)
-    parser.add_argument("--eval-only", action="store_true")
-    parser.add_argument("--checkpoint", type=Path, help="our checkpoint, for --eval-only")
-    parser.add_argument("--official-checkpoint", type=Path, help="an official HoT checkpoint")
-    defaults = LiftingConfig()
-    for field, value in asdict(defaults).items():
-        flag = "--" + field.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"),
-                                default=value)  # fmt: skip
-        else:
-            kind = type(value) if value is not None else int
-            parser.add_argument(flag, type=kind, default=value)
-    return parser.parse_args(argv)
+def build_trainer(
+    task: LiftingTask, config: dict, data_root: str | os.PathLike, output: str | os.PathLike,
+    with_train: bool = True, device: str | None = None,
+) -> Trainer:  # fmt: skip
+    """The trainer of ``task`` on the test split of ``data_root`` and, ``with_train``, clips of
+    its training split, under ``config``'s ``data`` and ``train`` sections.
+
+    Raises:
+        FileNotFoundError: missing data files.
+        ValueError: an unknown key in a section (the valid ones listed), or bad settings.
+    """
+    data = config_from(LiftingData, config.get("data"), "config section 'data'")
+    train_cfg = config_from(task.config_type, config.get("train"), "config section 'train'",
+                            output=str(output))  # fmt: skip
+    test = load_split(data_root, "test", data.name, data.detector)
+    clips = None
+    if with_train:
+        frames = task.model.num_frames
+        clips = ClipDataset(load_split(data_root, "train", data.name, data.detector), frames,
+                            data.train_stride or max(frames // 3, 1),
+                            flip_prob=0.5 if data.flip else 0.0, seed=train_cfg.seed)  # fmt: skip
+    return Trainer(task, train_cfg, clips, test, device)
+
+
+def load_official(path: str | os.PathLike, task: LiftingTask) -> MixSTE:
+    """The task's network with an official MixSTE / HoT checkpoint's weights (see
+    :func:`~models.hot.build.load_official_checkpoint`)."""
+    return load_official_checkpoint(path, **asdict(task.model))
+
+
+class LiftingFamily(ModelFamily):
+    """3-D lifting families: data read by :func:`build_trainer`."""
+
+    sections = ("model", "data", "train")
+
+    def build_trainer(self, task: LiftingTask, config: dict, data_root: str | os.PathLike,
+                      output: str | os.PathLike, with_train: bool = True,
+                      device: str | None = None) -> Trainer:  # fmt: skip
+        return build_trainer(task, config, data_root, output, with_train, device)
+
+
+FAMILY = LiftingFamily("HoT", make_task, load_official)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    config = LiftingConfig(**{k: getattr(args, k) for k in asdict(LiftingConfig())})
-    test = load_split(args.data, "test", args.name, args.detector)
-    if args.eval_only:
-        model = config.build_model()
-        load_weights(model, args.checkpoint, args.official_checkpoint)
-        metrics = evaluate(model.to(args.device), test, config.flip)
-    else:
-        train = load_split(args.data, "train", args.name, args.detector)
-        trainer = LiftingTrainer(config, train, test, args.output, args.device)
-        if args.resume is not None:
-            trainer.resume(args.resume)
-        metrics = trainer.fit()
-    print(json.dumps(metrics, indent=2))
-    return 0
+    return run(FAMILY, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +21,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from models.common.heatmap import heatmap_targets
-from models.common.simcc import simcc_targets
+from models.common.codec import KeypointCodec
+from models.common.keypoints import flip_permutation
 
 from .transforms import (
     Augmentation,
@@ -33,10 +33,7 @@ from .transforms import (
     warp,
 )
 
-__all__ = [
-    "MAX_COORDINATE", "AnnotationWarning", "KeypointDataset", "Person", "heatmap_target_fn",
-    "load_annotations", "simcc_target_fn",
-]  # fmt: skip
+__all__ = ["MAX_COORDINATE", "AnnotationWarning", "KeypointDataset", "Person", "load_annotations"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,8 +41,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 WHOLEBODY_KEYS = ("foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts")
 #: Upper-body keypoints for half-body augmentation: COCO ids 0-10 plus face and hands.
 UPPER_BODY = tuple(range(11)) + tuple(range(23, 133))
-
-TargetFn = Callable[[np.ndarray, np.ndarray], dict[str, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -266,39 +261,6 @@ def load_image(path: Path) -> Image.Image:
         raise ValueError(f"cannot decode image {str(path)!r}: {error}") from None
 
 
-def simcc_target_fn(
-    image_size: tuple[int, int], split_ratio: float = 2.0, sigma: float = 4.0
-) -> TargetFn:
-    """Targets for SimCC models: ``target_x``, ``target_y`` and ``target_weight``."""
-    height, width = image_size
-
-    def targets(points: np.ndarray, visible: np.ndarray) -> dict[str, Tensor]:
-        tx, ty, weight = simcc_targets(
-            torch.from_numpy(points).float()[None], torch.from_numpy(visible)[None],
-            (width, height), split_ratio, sigma,
-        )  # fmt: skip
-        return {"target_x": tx[0], "target_y": ty[0], "target_weight": weight[0]}
-
-    return targets
-
-
-def heatmap_target_fn(
-    image_size: tuple[int, int], heatmap_size: tuple[int, int], sigma: float = 2.0
-) -> TargetFn:
-    """Targets for heatmap models: ``target_heatmaps [K, h, w]`` and ``target_weight [K]``;
-    sizes are ``(height, width)`` like the model's."""
-    (height, width), (map_h, map_w) = image_size, heatmap_size
-
-    def targets(points: np.ndarray, visible: np.ndarray) -> dict[str, Tensor]:
-        heatmaps, weight = heatmap_targets(
-            torch.from_numpy(points).float()[None], torch.from_numpy(visible)[None],
-            (width, height), (map_w, map_h), sigma,
-        )  # fmt: skip
-        return {"target_heatmaps": heatmaps[0], "target_weight": weight[0]}
-
-    return targets
-
-
 class KeypointDataset(Dataset):
     """Top-down person crops with their training targets.
 
@@ -306,14 +268,15 @@ class KeypointDataset(Dataset):
         annotation_file, image_dir: a COCO-format keypoint data set.
         image_size: model input ``(height, width)``.
         num_keypoints: 17 or 133.
-        targets: maps keypoints in input pixels ``[K, 2]`` and visibility ``[K]`` to the
-            target tensors of the model (e.g. :func:`simcc_target_fn`).
+        codec: the model's codec (e.g. :class:`~models.common.simcc.SimCCCodec`), which
+            encodes each item's keypoints into its training targets; None: no targets.
         augmentation: training augmentation, or None (validation).
         flip_pairs: left/right pairs, needed for flip augmentation.
         seed: augmentation seed; call :meth:`set_epoch` before each epoch.
         padding: box enlargement of the crop.
 
-    Each item is a dict of tensors: ``image [3, H, W]`` (ImageNet-normalised), the targets,
+    Each item is a dict of tensors: ``image [3, H, W]`` (ImageNet-normalised), the codec's
+    targets (e.g. ``target_x``, ``target_y``, ``target_weight``),
     ``keypoints [K, 2]`` in input pixels, ``visible [K]``, ``centre [2]``, ``size [2]`` (the
     crop in image pixels, to map predictions back), ``image_id`` and ``annotation_id``.
     """
@@ -324,7 +287,7 @@ class KeypointDataset(Dataset):
         image_dir: str | os.PathLike,
         image_size: tuple[int, int],
         num_keypoints: int = 17,
-        targets: TargetFn | None = None,
+        codec: KeypointCodec | None = None,
         augmentation: Augmentation | None = None,
         flip_pairs: Sequence[tuple[int, int]] = (),
         seed: int = 0,
@@ -335,12 +298,15 @@ class KeypointDataset(Dataset):
         )
         self.annotation_file = Path(annotation_file)
         self.image_size = tuple(image_size)
+        if codec is not None and tuple(codec.image_size) != self.image_size:
+            raise ValueError(
+                f"codec.image_size {tuple(codec.image_size)} must equal image_size "
+                f"{self.image_size}"
+            )
         self.num_keypoints = num_keypoints
-        self.targets = targets
+        self.codec = codec
         self.augmentation = augmentation
-        self.flip_perm = list(range(num_keypoints))
-        for a, b in flip_pairs:
-            self.flip_perm[a], self.flip_perm[b] = b, a
+        self.flip_perm = flip_permutation(num_keypoints, flip_pairs)
         if augmentation is not None and augmentation.flip_prob > 0 and not flip_pairs:
             raise ValueError("flip augmentation needs flip_pairs")
         self.seed = seed
@@ -395,6 +361,8 @@ class KeypointDataset(Dataset):
             "image_id": torch.tensor(person.image_id),
             "annotation_id": torch.tensor(person.annotation_id),
         }
-        if self.targets is not None:
-            item.update(self.targets(inputs, visible))
+        if self.codec is not None:  # the codec takes a batch: this item is a batch of one
+            targets = self.codec.encode(torch.from_numpy(inputs).float()[None],
+                                        torch.from_numpy(visible)[None])  # fmt: skip
+            item.update({key: value[0] for key, value in targets.items()})
         return item

@@ -1,18 +1,19 @@
 """PPT: the token-pruned pose transformer, i.e. TokenPose pruned by keypoint attention.
 
-Built in :mod:`models.tokenpose`; this package is its name.
+Built in :mod:`models.tokenpose` (presets ``"ppt_s"`` and ``"ppt_b"``); this package is its
+name.
 """
 
 from models.tokenpose import (
-    PPT_KEEP_RATIO,
-    PPT_PRUNE_AFTER,
+    PRESETS,
     TokenPose,
-    build_ppt,
+    TokenPoseConfig,
+    build_tokenpose,
     convert_official_state_dict,
     load_official_checkpoint,
 )
 
 __all__ = [
-    "PPT_KEEP_RATIO", "PPT_PRUNE_AFTER", "TokenPose", "build_ppt", "convert_official_state_dict",
+    "PRESETS", "TokenPose", "TokenPoseConfig", "build_tokenpose", "convert_official_state_dict",
     "load_official_checkpoint",
 ]  # fmt: skip

@@ -22,14 +22,14 @@ from torch import Tensor, nn
 
 from models.common.inputs import check_images
 from models.common.positional import sine_positional_embedding
-from tokenprune import GroupTokenPruner, TransformerBlock, token_scores
+from tokenprune import GroupTokenPruner, TokenState, TransformerBlock, token_scores
 from tokenprune.checks import check_keep_rate
 
+from .config import STEM_STRIDE, TokenPoseConfig
 from .hrnet import HRNetStem
 from .stem import StemNet
 
 PATCH_SIZE = (4, 3)  # rows, columns of stem features per visual token
-STEM_STRIDE = 4
 #: Convolutional stems, each ``[B, 3, H, W] -> [B, C, H/4, W/4]``: TokenPose-S's stem-net
 #: (C = 256) and HRNet-W32's stages 1-3 (C = 32) of TokenPose-B.
 STEMS = {"stemnet": StemNet, "hrnet_w32": HRNetStem}
@@ -67,36 +67,32 @@ class TokenPoseOutput(NamedTuple):
 
 
 class TokenPose(nn.Module):
-    """TokenPose with optional PPT pruning, for ``image_size`` crops.
+    """TokenPose with optional PPT pruning, of a
+    :class:`~models.tokenpose.config.TokenPoseConfig` (see ``models.tokenpose.PRESETS``).
 
     Args:
-        num_keypoints: keypoint tokens, one heatmap each.
-        image_size: input ``(height, width)``, multiples of 16 and 12.
-        dim, depth, num_heads, mlp_ratio: transformer width, layers, heads, MLP expansion.
-        scale_with_head: scale attention logits by ``head_dim ** -0.5`` (the B models) instead
-            of TokenPose-S's and PPT-S's ``dim ** -0.5``.
-        stem: ``"stemnet"`` (TokenPose-S) or ``"hrnet_w32"`` (TokenPose-B), see :data:`STEMS`.
-        prune_after: 1-based layers after whose attention visual tokens are pruned (PPT: 4, 7,
-            10); empty for TokenPose.
-        keep_ratio: fraction of the present visual tokens each step keeps (PPT: 0.7).
+        config: the network.
         backend: attention backend of every :class:`~tokenprune.MultiHeadGroupAttention`.
+
+    Attributes:
+        config: the configuration.
+        codec: the heatmap codec of the outputs (``config.codec``): decode ``model(images)``
+            with ``model.codec.decode``.
+        keep_rate: the pruning steps' keep rate, ``config.keep_rate`` at first (settable).
+
+    Raises:
+        ValueError: an unknown stem, an input size that is no multiple of (16, 12), or a
+            pruning layer outside ``[1, depth - 1]``.
     """
 
-    def __init__(
-        self,
-        num_keypoints: int = 17,
-        image_size: tuple[int, int] = (256, 192),
-        dim: int = 192,
-        depth: int = 12,
-        num_heads: int = 8,
-        mlp_ratio: float = 3.0,
-        scale_with_head: bool = False,
-        prune_after: Sequence[int] = (),
-        keep_ratio: float = 1.0,
-        backend: str = "auto",
-        stem: str = "stemnet",
-    ) -> None:
+    def __init__(self, config: TokenPoseConfig, backend: str = "auto") -> None:
         super().__init__()
+        if not isinstance(config, TokenPoseConfig):
+            raise TypeError(f"config must be a TokenPoseConfig, got {type(config).__name__}")
+        self.config = config
+        self.codec = config.codec
+        stem, image_size, prune_after = config.stem, config.image_size, config.prune_after
+        dim, depth, num_heads = config.dim, config.depth, config.num_heads
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {sorted(STEMS)}, got {stem!r}")
         height, width = image_size
@@ -104,22 +100,22 @@ class TokenPose(nn.Module):
             raise ValueError(f"image_size must be multiples of (16, 12), got {image_size}")
         if any(not 1 <= layer < depth for layer in prune_after):
             raise ValueError(f"prune_after layers must lie in [1, {depth - 1}], got {prune_after}")
-        self.num_keypoints = num_keypoints
+        self.num_keypoints = config.num_keypoints
         self.image_size = (height, width)
-        self.heatmap_size = (height // STEM_STRIDE, width // STEM_STRIDE)
+        self.heatmap_size = config.heatmap_size
         self.grid = (height // 16, width // 12)
         self.num_visual = self.grid[0] * self.grid[1]
-        self.prune_after = tuple(sorted(prune_after))
-        self.keep_ratio = keep_ratio
+        self.prune_after = prune_after
+        self.keep_rate = config.keep_rate
 
         self.stem = STEMS[stem]()
         self.patch_embed = nn.Linear(self.stem.out_channels * math.prod(PATCH_SIZE), dim)
-        self.keypoint_tokens = nn.Parameter(torch.zeros(1, num_keypoints, dim))
+        self.keypoint_tokens = nn.Parameter(torch.zeros(1, config.num_keypoints, dim))
         pos = sine_positional_embedding(*self.grid, dim)
         self.register_buffer("pos_embedding", pos, persistent=False)
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, num_heads, mlp_ratio, qkv_bias=False,
-                             scale=(dim // num_heads if scale_with_head else dim) ** -0.5,
+            TransformerBlock(dim, num_heads, config.mlp_ratio, qkv_bias=False,
+                             scale=(dim // num_heads if config.scale_with_head else dim) ** -0.5,
                              backend=backend)
             for _ in range(depth)
         )  # fmt: skip
@@ -132,13 +128,13 @@ class TokenPose(nn.Module):
         nn.init.trunc_normal_(self.keypoint_tokens, std=0.02)
 
     @property
-    def keep_ratio(self) -> float:
+    def keep_rate(self) -> float:
         """Fraction of the present visual tokens kept at every pruning step (1.0: none)."""
-        return self._keep_ratio
+        return self._keep_rate
 
-    @keep_ratio.setter
-    def keep_ratio(self, ratio: float) -> None:
-        self._keep_ratio = check_keep_rate("keep_ratio", ratio)
+    @keep_rate.setter
+    def keep_rate(self, ratio: float) -> None:
+        self._keep_rate = check_keep_rate("keep_rate", ratio)
 
     def forward(self, images: Tensor) -> Tensor:
         """``images [B, 3, H, W] -> heatmaps [B, K, H/4, W/4]``."""
@@ -165,32 +161,35 @@ class TokenPose(nn.Module):
         if any(not (isinstance(layer, int) and 1 <= layer <= len(self.blocks)) for layer in record):
             raise ValueError(f"record must hold layers in [1, {len(self.blocks)}], got {record}")
         batch, keypoints = visual.shape[0], self.num_keypoints
-        pos = self.pos_embedding.to(visual.dtype).expand(batch, -1, -1)
-        ids = torch.arange(self.num_visual, device=visual.device).expand(batch, -1)
-        x = torch.cat([self.keypoint_tokens.expand(batch, -1, -1), visual + pos], dim=1)
+        state = TokenState(
+            torch.cat([self.keypoint_tokens.expand(batch, -1, -1), visual], dim=1),
+            num_shared=keypoints,
+            pos=self.pos_embedding.to(visual.dtype).expand(batch, -1, -1),
+            ids=torch.arange(self.num_visual, device=visual.device).expand(batch, -1),
+        )
         kept, records = [], []
         for index, block in enumerate(self.blocks):
-            if index > 0:  # positions are re-added to the visual tokens before every layer
-                x = torch.cat([x[:, :keypoints], x[:, keypoints:] + pos], dim=1)
-            num_visual = x.shape[1] - keypoints
+            x = state.positioned()  # positions are added to the visual tokens before every layer
             prune = (
                 index + 1 in self.prune_after
-                and self.pruner.num_kept(num_visual, self.keep_ratio) < num_visual
+                and self.pruner.num_kept(state.num_private, self.keep_rate) < state.num_private
             )
             recorded = index + 1 in record
+            present = state.ids
             if prune or recorded:
                 x, logits = block.attend_scored(x, keypoints, num_shared=keypoints)
-                present = ids
+                state = state.with_tokens(x)
                 if prune:
                     scores = token_scores(logits, "mean")
-                    step = self.pruner(x, scores, num_shared=keypoints, keep_rate=self.keep_ratio)
-                    x, pos, ids = step.tokens, step.apply(pos), step.apply(ids)
-                    kept.append(ids)
+                    state = self.pruner.prune(state, scores, keep_rate=self.keep_rate)
+                    kept.append(state.ids)
             else:
-                x = block.attend(x)
-            x = block.feed_forward(x)
+                state = state.with_tokens(block.attend(x))
+            state = state.with_tokens(block.feed_forward(state.tokens))
             if recorded:
-                records.append(LayerRecord(logits.private_logits(), present, x[:, :keypoints]))
+                records.append(LayerRecord(logits.private_logits(), present,
+                                           state.tokens[:, :keypoints]))  # fmt: skip
+        x = state.tokens
         heatmaps = self.head(x[:, :keypoints])
         heatmaps = rearrange(heatmaps, "b k (h w) -> b k h w", h=self.heatmap_size[0])
         return TokenPoseOutput(heatmaps, tuple(kept), tuple(records))

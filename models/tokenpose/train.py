@@ -6,96 +6,90 @@
     python -m models.tokenpose.train ... --eval-only --official-checkpoint ppt_s_coco.pth
     torchrun --nproc_per_node 4 -m models.tokenpose.train ...      # several GPUs (DDP)
 
-The config's ``model`` section picks ``architecture: tokenpose`` or ``ppt``; the command line is
-:mod:`models.pose.cli` (``--set section.key=value`` overrides, ``--eval-only --checkpoint``).
+The config's ``model`` section names a preset of :data:`models.tokenpose.config.PRESETS`
+(``preset: ppt_s``; ``tokenpose_s``, ``tokenpose_b``, ``ppt_b``), overrides of its
+:class:`~models.tokenpose.config.TokenPoseConfig` fields (``image_size``, ``keep_rate``, ...)
+and optionally the heatmap ``sigma``; the command line is :mod:`models.pose.cli`
+(``--set section.key=value`` overrides, ``--eval-only --checkpoint``).
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
 
-from models.common.heatmap import (
-    decode_heatmaps,
-    flip_test_heatmaps,
-    heatmap_mse_loss,
-)
 from models.common.keypoints import COCO_FLIP_PAIRS, WHOLEBODY_FLIP_PAIRS
+from models.common.presets import config_from_section
 from models.pose.cli import ModelFamily, run
-from models.pose.data import heatmap_target_fn
 from models.pose.engine import PoseTask
 
-from .build import PPT_KEEP_RATIO, build_ppt, build_tokenpose
+from .config import PRESETS, TokenPoseConfig
 from .convert import load_official_checkpoint
-from .model import STEM_STRIDE, TokenPose
+from .model import TokenPose
 
-__all__ = ["FAMILY", "TokenPoseTask", "make_task"]
+__all__ = ["FAMILY", "TokenPoseTask", "make_task", "task_from_section"]
 
-#: Gaussian width of TokenPose's heatmap targets, in heatmap cells.
-SIGMA = 2.0
 _FLIP_PAIRS = {17: COCO_FLIP_PAIRS, 133: WHOLEBODY_FLIP_PAIRS}
-_ARCHITECTURES = ("tokenpose", "ppt")
 
 
 @dataclass
 class TokenPoseTask(PoseTask):
-    """TokenPose or PPT trained on heatmaps with the joints MSE loss.
+    """TokenPose or PPT trained on heatmaps with the joints MSE loss; the data and the
+    predictions share the codec ``config.codec`` (with ``sigma``, if given).
 
     Attributes:
-        architecture: ``"tokenpose"`` (unpruned) or ``"ppt"`` (pruned after layers 4, 7, 10).
-        variant: model size (``"s"`` or ``"b"``).
-        num_keypoints: 17 (COCO) or 133 (COCO-WholeBody).
-        image_size: input ``(height, width)``.
-        keep_ratio: PPT's keep ratio per pruning step.
-        sigma: heatmap Gaussian width in cells.
-        options: further keyword arguments of :class:`~models.tokenpose.TokenPose` (e.g.
-            ``depth`` or ``dim`` for a small model).
+        config: the network (a preset of :data:`~models.tokenpose.config.PRESETS` and
+            overrides), for 17 (COCO) or 133 (COCO-WholeBody) keypoints.
+        sigma: heatmap Gaussian width in cells; None: the codec's (TokenPose's 2).
     """
 
-    architecture: str = "ppt"
-    variant: str = "s"
-    num_keypoints: int = 17
-    image_size: tuple[int, int] = (256, 192)
-    keep_ratio: float = PPT_KEEP_RATIO
-    sigma: float = SIGMA
-    options: dict = field(default_factory=dict)
+    config: TokenPoseConfig = PRESETS["ppt_s"]
+    sigma: float | None = None
 
     def __post_init__(self) -> None:
-        if self.architecture not in _ARCHITECTURES:
+        if not isinstance(self.config, TokenPoseConfig):
+            raise TypeError(f"config must be a TokenPoseConfig, got {type(self.config).__name__}")
+        if self.config.num_keypoints not in _FLIP_PAIRS:
             raise ValueError(
-                f"architecture must be one of {_ARCHITECTURES}, got {self.architecture!r}"
+                f"config.num_keypoints must be 17 or 133, got {self.config.num_keypoints!r}"
             )
-        if self.num_keypoints not in _FLIP_PAIRS:
-            raise ValueError(f"num_keypoints must be 17 or 133, got {self.num_keypoints!r}")
-        self.image_size = tuple(self.image_size)
+        self.image_size = self.config.image_size
+        self.num_keypoints = self.config.num_keypoints
         self.flip_pairs = _FLIP_PAIRS[self.num_keypoints]
-        self.heatmap_size = (self.image_size[0] // STEM_STRIDE, self.image_size[1] // STEM_STRIDE)
+        codec = self.config.codec
+        self.codec = codec if self.sigma is None else replace(codec, sigma=self.sigma)
 
     def build_model(self) -> TokenPose:
-        common = dict(num_keypoints=self.num_keypoints, image_size=self.image_size, **self.options)
-        if self.architecture == "ppt":
-            return build_ppt(self.variant, keep_ratio=self.keep_ratio, **common)
-        return build_tokenpose(self.variant, **common)
+        return TokenPose(self.config)
 
     def loss(self, outputs: Tensor, batch: dict[str, Tensor], epoch: float) -> Tensor:
-        return heatmap_mse_loss(outputs, batch["target_heatmaps"], batch["target_weight"])
+        return self.codec.loss(outputs, batch)
 
     def predict(self, model: nn.Module, images: Tensor, flip: bool) -> tuple[Tensor, Tensor]:
-        heatmaps = flip_test_heatmaps(model, images, self.flip_pairs) if flip else model(images)
-        return decode_heatmaps(heatmaps, stride=(STEM_STRIDE, STEM_STRIDE))
+        outputs = self.codec.flip_test(model, images, self.flip_pairs) if flip else model(images)
+        return self.codec.decode(outputs)
 
-    def target_fn(self):
-        return heatmap_target_fn(self.image_size, self.heatmap_size, self.sigma)
+
+def task_from_section(task: type[TokenPoseTask], section: dict[str, Any],
+                      presets: dict[str, TokenPoseConfig]) -> TokenPoseTask:  # fmt: skip
+    """``task`` of a config's ``model`` section: the entries that are fields of ``task``
+    (``sigma``, ...) go to it, the others name the network (a preset of ``presets`` and
+    :class:`~models.tokenpose.config.TokenPoseConfig` overrides)."""
+    own = {f.name for f in fields(task)} - {"config"}
+    options = {key: value for key, value in section.items() if key in own}
+    network = {key: value for key, value in section.items() if key not in own}
+    return task(config_from_section(network, presets), **options)
 
 
 def make_task(config: dict) -> TokenPoseTask:
     """The task of a config's ``model`` section (TokenPose and PPT have no curriculum)."""
     if config.get("curriculum"):
         raise ValueError("TokenPose and PPT take no curriculum section")
-    return TokenPoseTask(**config.get("model", {}))
+    return task_from_section(TokenPoseTask, config.get("model", {}), PRESETS)
 
 
 def _load_official(path: Path, task: TokenPoseTask) -> nn.Module:

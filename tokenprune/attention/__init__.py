@@ -1,9 +1,10 @@
-"""Group attention: the functional core, the module, backends and the key layout."""
+"""Group attention: the functional core, the module and the backends (the key layout is
+:mod:`tokenprune.layout`)."""
 
+from ..layout import AttentionLogits
 from . import builtin_backends  # noqa: F401  (registers the torch and triton backends)
 from .backends import available_backends, register_backend
 from .functional import gathered_attention, group_attention, group_attention_scored
-from .layout import AttentionLogits, group_key_mask, group_keys, num_group_keys
 from .mhga import MultiHeadGroupAttention
 
 __all__ = [
@@ -13,8 +14,5 @@ __all__ = [
     "gathered_attention",
     "group_attention",
     "group_attention_scored",
-    "group_key_mask",
-    "group_keys",
-    "num_group_keys",
     "register_backend",
 ]

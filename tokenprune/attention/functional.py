@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-from ..checks import (
-    check_bool_mask,
-    check_floating,
-    check_index,
-    check_int,
-    check_same_device,
-    check_same_dtype,
-    static_shape,
+from ..checks import static_shape
+from ..layout import (
+    AttentionLogits,
+    check_gathered_attention_args,
+    check_group_attention_args,
+    resolve_scale,
 )
 from ..selection import check_index_range
 from .backends import resolve_backend
-from .layout import AttentionLogits
 
 __all__ = ["gathered_attention", "group_attention", "group_attention_scored"]
 
@@ -103,7 +98,7 @@ def _group_attention(
         q, k, v, key_mask, num_shared, score_queries
     )
     _, groups, _, _, head_dim = shape
-    scale = _resolve_scale(scale, head_dim)
+    scale = resolve_scale(scale, head_dim)
     if type(dropout_p) is not float or not 0.0 <= dropout_p < 1.0:  # else the checks below
         if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)):
             raise TypeError(f"dropout_p must be a float, got {type(dropout_p).__name__}")
@@ -114,10 +109,6 @@ def _group_attention(
     impl = resolve_backend("group_attention", backend, q, dropout_p)
     out, logits, lse = impl(q, k, v, num_shared, key_mask, scale, dropout_p, score_queries)
     return out, logits, lse, groups * num_shared
-
-
-def _resolve_scale(scale: float | None, head_dim: int) -> float:
-    return head_dim**-0.5 if scale is None else check_scale(scale)
 
 
 def gathered_attention(
@@ -152,7 +143,7 @@ def gathered_attention(
         ``[B, G, H, Nq, D]``.
     """
     check_gathered_attention_args(q, k, v, index, key_mask)
-    scale = _resolve_scale(scale, static_shape(q)[-1])
+    scale = resolve_scale(scale, static_shape(q)[-1])
     impl = resolve_backend("gathered_attention", backend, q)
     # a value check (a device round trip or an asynchronous assertion): run it once, here
     # unless the backend's op does it itself (the Triton op does, as it must when called
@@ -160,78 +151,3 @@ def gathered_attention(
     if not getattr(impl, "checks_index_range", False):
         check_index_range("index", index, k.shape[2])
     return impl(q, k, v, index.to(torch.int64), key_mask, scale)
-
-
-# ---------------------------------------------------------------------------------------------
-# Argument checks, shared with the ``tokenprune::*`` custom ops (tokenprune/kernels/ops.py),
-# which run them too when called directly; the argument names are the ops' as well.
-
-
-def check_group_attention_args(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    key_mask: Tensor | None,
-    num_shared: int,
-    score_queries: int,
-) -> tuple[int, int, tuple[int, ...]]:
-    """Check the tensors and counts of group attention; returns ``(num_shared, score_queries,
-    q's shape as Python ints)``.
-
-    Static checks only (types, dtypes, ranks, shapes, devices, int ranges): cheap, and valid
-    while tracing.
-    """
-    q = check_floating("q", q, ndim=5)
-    k = check_floating("k", k, ndim=5)
-    v = check_floating("v", v, ndim=5)
-    if not (q.shape == k.shape == v.shape):
-        raise ValueError(
-            "q, k and v must have the same shape [B, G, H, N, D], got "
-            f"{tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}"
-        )
-    check_same_dtype(q=q, k=k, v=v)
-    check_same_device(q=q, k=k, v=v, key_mask=key_mask)
-    shape = static_shape(q)
-    batch, groups, _, tokens, _ = shape
-    num_shared = check_int("num_shared", num_shared, low=0, high=tokens)
-    score_queries = check_int("score_queries", score_queries, low=0, high=tokens)
-    if key_mask is not None:
-        check_bool_mask("key_mask", key_mask, (batch, groups, tokens))
-    return num_shared, score_queries, shape
-
-
-def check_gathered_attention_args(
-    q: Tensor, k: Tensor, v: Tensor, index: Tensor, key_mask: Tensor | None
-) -> None:
-    """Check the tensors of gathered attention (static checks only, as
-    :func:`check_group_attention_args`; the range of ``index`` is a value check, see
-    :func:`tokenprune.selection.check_index_range`)."""
-    q = check_floating("q", q, ndim=5)
-    k = check_floating("k", k, ndim=4)
-    v = check_floating("v", v, ndim=4)
-    index = check_index("index", index)
-    check_same_dtype(q=q, k=k, v=v)
-    check_same_device(q=q, k=k, v=v, index=index, key_mask=key_mask)
-    batch, groups, heads, _, head_dim = static_shape(q)
-    if k.shape != v.shape or tuple(k.shape[:2]) != (batch, heads) or k.shape[-1] != head_dim:
-        raise ValueError(
-            f"k and v must have shape [B={batch}, H={heads}, T, D={head_dim}], got "
-            f"{tuple(k.shape)} and {tuple(v.shape)}"
-        )
-    if index.ndim != 3 or tuple(index.shape[:2]) != (batch, groups):
-        raise ValueError(
-            f"index must have shape [B={batch}, G={groups}, Nk], got {tuple(index.shape)}"
-        )
-    if key_mask is not None:
-        check_bool_mask("key_mask", key_mask, tuple(index.shape))
-
-
-def check_scale(scale: float) -> float:
-    """Require a positive finite logit scale."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
-    # comparisons rather than math.isfinite: under torch.compile(dynamic=True) the scale of a
-    # module may arrive as a symbolic float
-    if not 0.0 < scale < math.inf:
-        raise ValueError(f"scale must be a positive finite float, got {scale}")
-    return scale

@@ -15,10 +15,10 @@ from ..checks import (
     check_matches_parameters,
     check_same_device,
 )
+from ..layout import AttentionLogits, resolve_scale
 from .backends import check_backend_name, load_backend
 from .builtin_backends import TRITON_INSTALLED
-from .functional import _resolve_scale, group_attention, group_attention_scored
-from .layout import AttentionLogits
+from .functional import group_attention, group_attention_scored
 
 __all__ = ["MultiHeadGroupAttention"]
 
@@ -73,7 +73,7 @@ class MultiHeadGroupAttention(nn.Module):
         self.dim = dim
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = _resolve_scale(scale, self.head_dim)
+        self.scale = resolve_scale(scale, self.head_dim)
         self.attn_drop = check_float("attn_drop", attn_drop, low=0.0, high=1.0, high_open=True)
         check_float("proj_drop", proj_drop, low=0.0, high=1.0, high_open=True)
         self.backend = check_backend_name(backend, "group_attention")

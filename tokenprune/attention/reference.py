@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .layout import group_key_mask, group_keys
+from ..layout import group_key_mask, group_keys
 
 __all__ = ["gathered_attention_torch", "group_attention_torch", "scoring_dtype", "sdpa"]
 

@@ -8,7 +8,7 @@ Usage (no GPU needed; ``TRITON_INTERPRET`` must be unset)::
 The check drives the real launchers (:mod:`.group_attention`, :mod:`.gathered_attention`) with
 CPU tensors laid out as the library lays them out on a GPU (q, k, v as strided views of a fused
 qkv projection, a ``[B, T, 2, H, D]`` key/value buffer), records their launches without running
-anything (:func:`._common.capture_launches`), specialises each launch's arguments with Triton's
+anything (:func:`.common.capture_launches`), specialises each launch's arguments with Triton's
 own binder for a CUDA target (integers equal to 1 become constants, integers and pointers
 divisible by 16 are marked so, as the JIT does on a GPU), and compiles it with
 ``triton.compile`` down to a cubin for every requested architecture. Identical compiles are
@@ -53,7 +53,7 @@ from pathlib import Path
 
 import torch
 
-from . import _common
+from . import common
 from .gathered_attention import gathered_attention_backward, gathered_attention_forward
 from .group_attention import group_attention_backward, group_attention_forward
 
@@ -141,7 +141,7 @@ def _group_launches(shape: GroupShape, dtype: torch.dtype, head_dim: int, masks:
     if masks != "none":
         key_mask = torch.ones(batch, shape.groups, shape.tokens, dtype=torch.bool)
     score_queries = min(6, shape.tokens) if masks == "mask+logits" else 0
-    with _common.capture_launches() as launches:
+    with common.capture_launches() as launches:
         out, lse, _ = group_attention_forward(
             q, k, v, key_mask, shape.shared, head_dim**-0.5, score_queries
         )
@@ -164,7 +164,7 @@ def _gathered_launches(shape: GatheredShape, dtype: torch.dtype, head_dim: int, 
     if masks != "none":
         key_mask = torch.ones(batch, groups, shape.keys, dtype=torch.bool)
     deterministic = torch.are_deterministic_algorithms_enabled()
-    with _common.capture_launches() as launches:
+    with common.capture_launches() as launches:
         out, lse = gathered_attention_forward(q, k, v, index, key_mask, head_dim**-0.5)
         grad = torch.zeros_like(out)
         try:
@@ -208,9 +208,9 @@ def plan_jobs(
         for head_dim in head_dims:
             for shape in SHAPES[shapes]:
                 for masks in shape.masks:
-                    spans = [_common.WIDE_OFFSET_SPAN] + ([1] if wide else [])
+                    spans = [common.WIDE_OFFSET_SPAN] + ([1] if wide else [])
                     for span in spans:
-                        old, _common.WIDE_OFFSET_SPAN = _common.WIDE_OFFSET_SPAN, span
+                        old, common.WIDE_OFFSET_SPAN = common.WIDE_OFFSET_SPAN, span
                         try:
                             launch = (
                                 _group_launches
@@ -219,7 +219,7 @@ def plan_jobs(
                             )
                             records = launch(shape, dtype, head_dim, masks)
                         finally:
-                            _common.WIDE_OFFSET_SPAN = old
+                            common.WIDE_OFFSET_SPAN = old
                         for record in records:
                             for arch in archs:
                                 _add_job(jobs, record, arch, dtype_name, head_dim, shape, masks)
@@ -481,7 +481,7 @@ def _parse_args(argv):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    if _common.INTERPRETED:
+    if common.INTERPRETED:
         print(
             "aot_check compiles for a GPU: unset TRITON_INTERPRET (the kernels were defined "
             "for Triton's interpreter)",

@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import (
+from .common import (
     check_launchable,
     dkdv_over_queries,
     dot_precision,

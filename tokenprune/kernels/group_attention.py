@@ -10,7 +10,7 @@ the shared and private keys fill the same tiles (GTPT-S's 18 shared and 76 priva
 two 64-key tiles, not three).
 
 The key order (and the column order of the optional scoring logits) is therefore the key layout
-of :mod:`tokenprune.attention.layout`. The backward pass computes ``dq`` per query tile (the
+of :mod:`tokenprune.layout`. The backward pass computes ``dq`` per query tile (the
 same key stream) and ``dk``/``dv`` per key tile of the group that owns the slots: a shared slot
 collects gradients from the queries of all groups, a private slot from its own group's queries
 only, so no atomics are needed. The dq kernel also computes ``delta = rowsum(dO * O) - dlse``
@@ -36,7 +36,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import (
+from .common import (
     check_launchable,
     dkdv_over_queries,
     dot_precision,
