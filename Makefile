@@ -15,14 +15,14 @@ TORCH_SPEC ?= torch==2.13.0
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m models.gtpt.demo
+	$(BIN)/python -m tokenprune_models.gtpt.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

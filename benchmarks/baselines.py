@@ -7,23 +7,23 @@ and CPU latency. Each PPT is also timed against the same weights unpruned (Token
 same run, so the speedup is a ratio of two measurements taken side by side.
 
     python -m benchmarks.baselines --output benchmarks/results/baselines_cpu.md
+    python -m benchmarks.baselines --quick      # a smoke run: batch 1, one repeat
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 
 import torch
 
-from models.common.timing import interleaved_latency_ms
-from models.hevitpose import PUBLISHED as HEVITPOSE_PUBLISHED
-from models.hevitpose import build_hevitpose
-from models.tokenpose import build_tokenpose
 from tokenprune import count_flops
+from tokenprune_models.common.timing import interleaved_latency_ms
+from tokenprune_models.hevitpose import PUBLISHED as HEVITPOSE_PUBLISHED
+from tokenprune_models.hevitpose import build_hevitpose
+from tokenprune_models.tokenpose import build_tokenpose
 
-from .report import add_timing_arguments, publish
+from .report import add_timing_arguments, make_parser, publish, resolve_timing
 
 POSE = (3, 256, 192)
 MPII = (3, 256, 256)
@@ -82,9 +82,9 @@ def table(batches: list[int], repeats: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__)
     add_timing_arguments(parser, batches=[1, 16], repeats=10)
-    args = parser.parse_args(argv)
+    args = resolve_timing(parser.parse_args(argv))
     torch.set_num_threads(args.threads)
     notes = [
         "Paper GMACs: thop's module hooks (Linear, Conv, normalisation; no attention matmuls). "

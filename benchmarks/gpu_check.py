@@ -55,9 +55,10 @@ from benchmarks.kernels import (
     make_group_inputs,
     reference,
 )
-from models.common.atomic import write_text_atomic
-from models.gtpt.build import build_gtpt
 from tokenprune import MultiHeadGroupAttention
+from tokenprune_models.common.atomic import write_text_atomic
+from tokenprune_models.common.cli import HelpFormatter
+from tokenprune_models.gtpt.build import build_gtpt
 
 #: max |error| / max(|reference|, 1) allowed per dtype (outputs and gradients)
 TOLERANCE = {torch.float16: 2e-2, torch.bfloat16: 6e-2}
@@ -265,12 +266,14 @@ def report(results: list[CorrectnessResult], e2e: list[dict], header: list[str],
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dry-run", action="store_true",
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)  # fmt: skip
+    parser.add_argument("--dry-run", action=argparse.BooleanOptionalAction, default=False,
                         help="toy sizes on the CPU (the kernels in Triton's interpreter)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results"),
                         help="folder of the results")  # fmt: skip
-    parser.add_argument("--skip-benchmark", action="store_true", help="skip step 2")
+    parser.add_argument("--skip-benchmark", action=argparse.BooleanOptionalAction,
+                        default=False, help="skip step 2, the kernel benchmark")  # fmt: skip
     args = parser.parse_args(argv)
     if not GPU and not args.dry_run:
         parser.error("no CUDA GPU here: run on a GPU, or pass --dry-run")

@@ -10,6 +10,7 @@ present. The measured speedup is compared with the reduction in multiply-adds; t
 speedup of at least 80% of that reduction.
 
     python -m benchmarks.gtpt --output benchmarks/results/gtpt_cpu.md
+    python -m benchmarks.gtpt --quick     # a smoke run: GTPT-T only, batch 1, one repeat
 """
 
 from __future__ import annotations
@@ -24,11 +25,17 @@ from pathlib import Path
 
 import torch
 
-from models.common.atomic import write_text_atomic
-from models.gtpt import build_gtpt, optimize_for_inference
 from tokenprune import count_flops
+from tokenprune_models.common.atomic import write_text_atomic
+from tokenprune_models.gtpt import build_gtpt, optimize_for_inference
 
-from .report import environment_line
+from .report import (
+    default_threads,
+    environment_line,
+    int_at_least,
+    make_parser,
+    threads_help,
+)
 
 IMAGE = (3, 256, 192)
 UNPRUNED = (1.0, 1.0, 1.0, 1.0)
@@ -51,7 +58,8 @@ OFFICIAL = {
 }
 
 
-def parity_table() -> list[str]:
+def parity_table(variants: tuple[str, ...] = ("t", "s", "b")) -> list[str]:
+    """The parameter and multiply-add table of ``variants`` (COCO and WholeBody each)."""
     lines = [
         "## Parameters and multiply-adds (batch 1, 256x192)",
         "",
@@ -64,6 +72,8 @@ def parity_table() -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (variant, dataset), (pub_params, pub_gmacs) in PUBLISHED.items():
+        if variant not in variants:
+            continue
         model = build_gtpt(f"gtpt_{variant}_{dataset}").eval()
         report = count_flops(model, torch.randn(1, *IMAGE))
         official_params, official_gmacs = OFFICIAL[(variant, dataset)]
@@ -136,7 +146,7 @@ def speed_table(variant: str, batches: list[int], threads: list[int], repeats: i
         f"{r_full.macs / 1e9:.3f} G (full count): {reduction:.2f}x fewer "
         f"({paper_reduction:.2f}x by the paper convention). Target: speedup >= 80% of the full "
         f"reduction, i.e. >= {0.8 * reduction:.2f}x. Both models are timed as deployed with "
-        "`models.gtpt.optimize_for_inference` (BatchNorm folded into the convolutions, "
+        "`tokenprune_models.gtpt.optimize_for_inference` (BatchNorm folded into the convolutions, "
         "channels-last stem; eager PyTorch, inference mode).",
         "",
         "Pruning cannot shorten the stem and patch embedding, so the two parts are also timed "
@@ -197,14 +207,30 @@ def speed_table(variant: str, batches: list[int], threads: list[int], repeats: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="s", choices=["t", "s", "b"])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1])
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--skip-parity", action="store_true")
-    parser.add_argument("--output", type=Path)
+    parser = make_parser(__doc__)
+    parser.add_argument("--variant", default=None, choices=["t", "s", "b"],
+                        help="the GTPT size timed (default: s; t with --quick)")
+    parser.add_argument("--batches", type=int_at_least(1), nargs="+", default=None,
+                        help="batch sizes to time (default: 1 32; 1 with --quick)")
+    parser.add_argument("--threads", type=int_at_least(1), nargs="+", default=None,
+                        help=threads_help("1 and the number of CPU cores; 1 with --quick"))
+    parser.add_argument("--repeats", type=int_at_least(1), default=None,
+                        help="timed repeats per measurement (default: 10; 1 with --quick)")
+    parser.add_argument("--parity", action=argparse.BooleanOptionalAction, default=True,
+                        help="the parameter and multiply-add table (with --quick: GTPT-T's)")
+    parser.add_argument("--quick", action=argparse.BooleanOptionalAction, default=False,
+                        help="a smoke run of seconds, what the tests run: GTPT-T, batch 1, one "
+                        "repeat, one thread count")  # fmt: skip
+    parser.add_argument("--output", type=Path, help="also write the markdown report here "
+                        "(default: print only)")  # fmt: skip
     args = parser.parse_args(argv)
+    quick = args.quick
+    variant = args.variant or ("t" if quick else "s")
+    batches = args.batches or ([1] if quick else [1, 32])
+    repeats = args.repeats or (1 if quick else 10)
+    omp = default_threads(fallback=0)  # 0: OMP_NUM_THREADS unset
+    threads = args.threads or ([omp or 1] if quick else [omp] if omp else
+                               [1, os.cpu_count() or 1])  # fmt: skip
 
     header = [
         "# GTPT benchmark",
@@ -214,10 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print("\n".join(header), flush=True)
     lines = list(header)
-    if not args.skip_parity:
-        lines += [*parity_table(), ""]
+    if args.parity:
+        lines += [*parity_table((variant,) if quick else ("t", "s", "b")), ""]
         print("\n".join(lines[len(header):]), flush=True)
-    lines += speed_table(args.variant, args.batches, sorted(set(args.threads)), args.repeats)
+    lines += speed_table(variant, batches, sorted(set(threads)), repeats)
     text = "\n".join(lines) + "\n"
     if args.output is not None:
         write_text_atomic(args.output, text)

@@ -306,14 +306,28 @@ def report(best: dict, baseline: str | None, rounds: int, calls: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default shown, as :class:`tokenprune_models.common.cli.HelpFormatter`
+    does (this script also runs as a worker beside a bare ``tokenprune`` tree, where the zoo is
+    not importable)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=_HelpFormatter)  # fmt: skip
     parser.add_argument("--baseline", default=BASELINE,
-                        help=f"commit to compare with, or 'none' (default {BASELINE})")
-    parser.add_argument("--rounds", type=int, default=3, help="turns of each tree (default 3)")
-    parser.add_argument("--calls", type=int, default=400, help="calls per timing (default 400)")
-    parser.add_argument("--output", type=Path, help="also write the markdown report here")
-    parser.add_argument("--json", type=Path, help="also write the raw results here")
+                        help="commit to compare with, or 'none'")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3, help="turns of each tree")
+    parser.add_argument("--calls", type=int, default=400, help="calls per timing")
+    parser.add_argument("--output", type=Path, help="also write the markdown report here "
+                        "(default: print only)")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write the raw results here "
+                        "(default: none)")  # fmt: skip
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)  # fmt: skip
     if args.rounds < 1 or args.calls < 1:
@@ -326,11 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     text = report(best, baseline, args.rounds, args.calls)
     print(text)
     if args.output is not None:
-        from models.common.atomic import write_text_atomic
+        from tokenprune_models.common.atomic import write_text_atomic
 
         write_text_atomic(args.output, text)
     if args.json is not None:
-        from models.common.atomic import write_text_atomic
+        from tokenprune_models.common.atomic import write_text_atomic
 
         write_text_atomic(args.json, json.dumps(best, indent=2) + "\n")
     return 0

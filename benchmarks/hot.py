@@ -7,22 +7,21 @@ set of weights (the pruned ones add HoT's slot embedding and recovery), and are 
 same run, so the speedups are ratios of measurements taken side by side.
 
     python -m benchmarks.hot --output benchmarks/results/hot_cpu.md
-    python -m benchmarks.hot --small            # a seconds-long smoke run (27 frames, width 64)
+    python -m benchmarks.hot --quick            # a seconds-long smoke run (27 frames, width 64)
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 
 import torch
 
-from models.common.timing import interleaved_latency_ms
-from models.hot import build_hot_mixste
 from tokenprune import count_flops
+from tokenprune_models.common.timing import interleaved_latency_ms
+from tokenprune_models.hot import build_hot_mixste
 
-from .report import add_timing_arguments, publish
+from .report import add_timing_arguments, make_parser, publish, resolve_timing
 
 #: Published FLOPs (G) of Human3.6M 243-frame models, as HoT's script counts them: read off
 #: HoT's FLOPs figure (MixSTE about 277, HoT about 167, TPC about 251) and, for MixSTE and HoT,
@@ -31,8 +30,8 @@ PUBLISHED_GFLOPS = {"mixste": 278.0, "hot": 168.0, "tpc": 251.0}
 NAMES = {"mixste": "MixSTE", "hot": "HoT w. MixSTE (seq2seq)", "tpc": "TPC w. MixSTE (seq2frame)"}
 
 
-#: The smoke run's sizes: 27 frames of width 64; HoT keeps 9 frames from loop 1 (the official
-#: fixture's configuration), TPC 7 frames for the last loop.
+#: The smoke run's sizes (``--quick``): 27 frames of width 64; HoT keeps 9 frames from loop 1
+#: (the official fixture's configuration), TPC 7 frames for the last loop.
 SMALL = {
     "mixste": {"num_frames": 27, "dim": 64},
     "hot": {"num_frames": 27, "dim": 64, "num_kept": 9, "prune_loop": 1},
@@ -93,12 +92,12 @@ def table(small: bool, batches: list[int], repeats: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="27 frames, width 64: a smoke run")
-    add_timing_arguments(parser, batches=[1], repeats=5)
-    args = parser.parse_args(argv)
+    parser = make_parser(__doc__)
+    add_timing_arguments(parser, batches=[1], repeats=5,
+                         quick="27 frames of width 64, batch 1, one repeat")  # fmt: skip
+    args = resolve_timing(parser.parse_args(argv))
     torch.set_num_threads(args.threads)
-    size = "27 frames, width 64 (smoke run)" if args.small else "243 frames, width 512"
+    size = "27 frames, width 64 (smoke run)" if args.quick else "243 frames, width 512"
     notes = [
         "GFLOPs (thop x 2): HoT's convention, multiply-adds of the Linear layers and "
         "LayerNorms counted by module hooks, times 2; the attention products are not counted. "
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "centre one is the prediction).",
     ]
     publish("HoT benchmark", f", {args.threads} threads; {size}",
-            lambda: table(args.small, args.batches, args.repeats), notes, args.output)  # fmt: skip
+            lambda: table(args.quick, args.batches, args.repeats), notes, args.output)  # fmt: skip
     return 0
 
 

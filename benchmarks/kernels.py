@@ -55,10 +55,11 @@ from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import tokenprune
-from models.common.atomic import write_text_atomic
 from tokenprune import group_attention
 from tokenprune.attention import gathered_attention
 from tokenprune.layout import group_key_mask, group_keys
+from tokenprune_models.common.atomic import write_text_atomic
+from tokenprune_models.common.cli import HelpFormatter, int_at_least
 
 GPU = torch.cuda.is_available()
 DEVICE = "cuda" if GPU else "cpu"
@@ -782,18 +783,25 @@ def environment() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", choices=["all", "gtpt", "large", "gathered"], default="all")
-    parser.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16")
-    parser.add_argument(
-        "--modes", nargs="+", choices=["fwd", "fwd+bwd"], default=["fwd", "fwd+bwd"]
-    )
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)  # fmt: skip
+    parser.add_argument("--suite", choices=["all", "gtpt", "large", "gathered"], default="all",
+                        help="the GPU cases: GTPT's stage shapes, large unpruned shapes, "
+                        "gathered attention, or all")  # fmt: skip
+    parser.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16",
+                        help="dtype of the GPU cases (the CPU mode runs float32)")
+    parser.add_argument("--modes", nargs="+", choices=["fwd", "fwd+bwd"],
+                        default=["fwd", "fwd+bwd"], help="passes to time")  # fmt: skip
+    parser.add_argument("--batches", type=int_at_least(1), nargs="+", default=[1, 64],
+                        help="batch sizes of GTPT's stage shapes")  # fmt: skip
     parser.add_argument("--match", nargs="+",
-                        help="only the GPU cases whose name contains one of these texts")
-    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile competitors")
-    parser.add_argument("--output", type=Path, help="write the markdown report here")
-    parser.add_argument("--roofline", action="store_true",
+                        help="only the GPU cases whose name contains one of these texts "
+                        "(default: every case)")  # fmt: skip
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the torch.compile competitors")  # fmt: skip
+    parser.add_argument("--output", type=Path, help="write the markdown report here "
+                        "(default: print only)")  # fmt: skip
+    parser.add_argument("--roofline", action=argparse.BooleanOptionalAction, default=False,
                         help="only print the roofline model of the GPU cases (runs nothing)")
     args = parser.parse_args(argv)
     if args.roofline:
@@ -836,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore")  # eager FlexAttention warns that it is unfused
         for case in [*group_list, *gathered_list]:
             for mode in args.modes:
-                row = run_case(case, dtype, mode, compile_=not args.no_compile, timing=GPU)
+                row = run_case(case, dtype, mode, compile_=args.compile, timing=GPU)
                 rows.append(row)
                 status = row.ours_problem or (f"{row.ours[0]:.4f} ms" if row.ours else "ok")
                 print(f"{case.name} [{mode}]: ours {status}", flush=True)

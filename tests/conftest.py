@@ -34,7 +34,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture(scope="session")
 def synthetic_pose_data(tmp_path_factory):
     """A tiny synthetic COCO-format data set (6 training and 3 validation images)."""
-    from models.pose.synthetic import generate_split
+    from tokenprune_models.pose.synthetic import generate_split
 
     root = tmp_path_factory.mktemp("synthetic_pose")
     generate_split(root, "train", 6, seed=1, image_size=(96, 96), max_people=2)

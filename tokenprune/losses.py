@@ -1,7 +1,7 @@
 """Distillation of a pruned student from an unpruned teacher: attention over the student's
 kept tokens (:func:`kept_attention_distillation_loss`) and token features
 (:func:`token_feature_distillation_loss`). (SimCC's KL losses and GTPT's Global Perceived loss
-are with the SimCC codec, ``models.common.simcc``.)
+are with the SimCC codec, ``tokenprune_models.common.simcc``.)
 """
 
 from __future__ import annotations

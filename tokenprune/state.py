@@ -12,15 +12,18 @@ only; shared slots have neither.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass, replace
 
 import torch.nn.functional as F
 from torch import Tensor
 
+from .checks import check_bool_mask, check_floating, check_index, check_int
+
 __all__ = ["TokenState"]
 
 
-class TokenState(NamedTuple):
+@dataclass(frozen=True)
+class TokenState:
     """Tokens and the tensors aligned with them.
 
     Attributes:
@@ -32,6 +35,12 @@ class TokenState(NamedTuple):
             (``-1`` for tokens that do not come from the input, such as a fused token); None
             when not tracked.
         key_mask: ``[B, G, N]`` (``[B, N]``) bool, False for padding slots; None for none.
+
+    Raises:
+        TypeError: ``tokens`` or ``pos`` is not a floating-point tensor, ``ids`` not an integer
+            tensor, ``key_mask`` not a bool tensor, ``num_shared`` not an int.
+        ValueError: ``num_shared`` is outside ``[0, N]``, or ``pos``, ``ids`` or ``key_mask``
+            do not cover the slots they describe.
     """
 
     tokens: Tensor
@@ -39,6 +48,29 @@ class TokenState(NamedTuple):
     pos: Tensor | None = None
     ids: Tensor | None = None
     key_mask: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        tokens = check_floating("tokens", self.tokens, ndim=(3, 4))
+        num_slots = tokens.shape[-2]
+        check_int("num_shared", self.num_shared, low=0, high=num_slots)
+        private = num_slots - self.num_shared
+        lead = tuple(tokens.shape[:-2])
+        if self.pos is not None:
+            pos = check_floating("pos", self.pos, ndim=tokens.ndim)
+            if pos.shape[-2:] != (private, tokens.shape[-1]):
+                raise ValueError(
+                    f"pos must cover the {private} private slots: [..., {private}, "
+                    f"{tokens.shape[-1]}], got shape {tuple(pos.shape)}"
+                )
+        if self.ids is not None:
+            ids = check_index("ids", self.ids)
+            if tuple(ids.shape) != (*lead, private):
+                raise ValueError(
+                    f"ids must have shape {(*lead, private)} (one per private slot), got "
+                    f"{tuple(ids.shape)}"
+                )
+        if self.key_mask is not None:
+            check_bool_mask("key_mask", self.key_mask, (*lead, num_slots))
 
     @property
     def num_private(self) -> int:
@@ -69,4 +101,4 @@ class TokenState(NamedTuple):
             )
         if self.key_mask is not None and tokens.shape[-2] != self.tokens.shape[-2]:
             raise ValueError("cannot change the shared slots of a state with a key mask")
-        return self._replace(tokens=tokens, num_shared=shared)
+        return replace(self, tokens=tokens, num_shared=shared)

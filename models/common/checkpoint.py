@@ -26,9 +26,10 @@ from .atomic import atomic_path
 
 __all__ = [
     "DIGEST_KEY", "check_optimizer_state", "check_state_dict", "check_weights",
-    "describe_mismatch", "extract_state_dict",
-    "load_state_dict_file", "read_weights_only", "save_atomic", "save_checkpoint",
-    "tensor_digests", "verify_digest", "with_digest",
+    "checkpoint_weights", "describe_mismatch", "evaluation_weights", "extract_state_dict",
+    "is_training_checkpoint", "load_state_dict_file", "read_weights_only", "save_atomic",
+    "save_checkpoint", "source_label", "tensor_digests", "verify_digest", "weights_for_model",
+    "with_digest",
 ]  # fmt: skip
 
 #: Keys under which training scripts commonly nest the weights.
@@ -106,6 +107,68 @@ def extract_state_dict(obj: object, source: str) -> dict[str, Tensor]:
             f"under one of {_WRAPPER_KEYS})"
         )
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def is_training_checkpoint(obj: object) -> bool:
+    """Whether ``obj`` (a loaded checkpoint) was written by the training engine's ``Trainer``: a
+    dict with the ``model`` weights and the run's ``position``."""
+    return isinstance(obj, dict) and "model" in obj and "position" in obj
+
+
+def evaluation_weights(state: dict) -> dict[str, Tensor]:
+    """The weights of a training checkpoint that its evaluation used (see
+    :meth:`~tokenprune_models.common.engine.Trainer.eval_model`): ``ema`` or ``model``.
+    Checkpoints written before the choice was recorded evaluate their EMA when they have one.
+
+    Raises:
+        ValueError: the chosen weights are absent.
+    """
+    choice = _evaluation_choice(state)
+    if choice not in ("ema", "model") or state.get(choice) is None:
+        raise ValueError(f"checkpoint has no {choice!r} weights to evaluate")
+    return state[choice]
+
+
+def _evaluation_choice(state: dict) -> object:
+    return state.get("eval_weights", "ema" if state.get("ema") is not None else "model")
+
+
+def checkpoint_weights(obj: object, source: str) -> dict[str, Tensor]:
+    """The model weights a loaded checkpoint holds: of a training checkpoint the weights its
+    evaluation used (:func:`evaluation_weights`), else the state_dict in it (bare or wrapped,
+    see :func:`extract_state_dict`). ``source`` names ``obj`` in errors (e.g. the file).
+
+    Raises:
+        ValueError: no weights, or entries that are not named tensors.
+    """
+    if is_training_checkpoint(obj):
+        weights = evaluation_weights(obj)
+        check_weights(weights, f"{source} entry {_evaluation_choice(obj)!r}")
+        return weights
+    return extract_state_dict(obj, source)
+
+
+def source_label(source: str | os.PathLike | None) -> str:
+    """How errors name a checkpoint: its file quoted (``"'runs/a/last.pt'"``), or ``"the
+    checkpoint"`` when it came from no file."""
+    return "the checkpoint" if source is None else repr(str(source))
+
+
+def weights_for_model(
+    checkpoint: object, model: torch.nn.Module, source: str | os.PathLike | None = None
+) -> dict[str, Tensor]:
+    """The weights in ``checkpoint`` (a loaded training checkpoint or state_dict, see
+    :func:`checkpoint_weights`), checked against ``model`` (:func:`check_state_dict`): the
+    part of every family's checkpoint filter that reads this project's own checkpoints.
+    ``source``, the file it was read from, is named in errors.
+
+    Raises:
+        ValueError: no weights, or missing, unexpected or mis-shaped entries (listed).
+    """
+    where = source_label(source)
+    weights = checkpoint_weights(checkpoint, where)
+    check_state_dict(weights, model.state_dict(), where)
+    return weights
 
 
 def _is_state_dict(obj: Mapping) -> bool:

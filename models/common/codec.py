@@ -6,7 +6,8 @@ A codec is configured once (input size and the format's parameters) and shared b
 pipeline, which calls :meth:`~KeypointCodec.encode` per sample, and the model's task, which
 calls :meth:`~KeypointCodec.loss` in training and :meth:`~KeypointCodec.decode` (after
 :meth:`~KeypointCodec.flip_test`) in evaluation. The codecs are
-:class:`~models.common.simcc.SimCCCodec` and :class:`~models.common.heatmap.HeatmapCodec`.
+:class:`~tokenprune_models.common.simcc.SimCCCodec` and
+:class:`~tokenprune_models.common.heatmap.HeatmapCodec`.
 
 Conventions: sizes are ``(height, width)``; keypoints are ``(x, y)`` in input pixels.
 """

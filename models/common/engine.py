@@ -1,13 +1,14 @@
 """The training engine of the model zoo, shared by 2-D pose and 3-D lifting.
 
-A :class:`Task` (:class:`models.pose.engine.PoseTask`, :class:`models.hot.train.LiftingTask`)
-supplies the model, its optimiser and learning-rate factor, the loss of a batch, its
-predictions and its metric. The :class:`Trainer` does the rest: resumable sharding of a dataset
-seeded per sample (:class:`ShardedSampler`), bfloat16 autocast on GPUs, EMA, a step budget,
-DDP through ``torchrun``, a tqdm bar, ``metrics.jsonl`` and ``learning_curve.png``, and
-checkpoints written atomically (with a digest of their tensors, read with ``weights_only=True``)
-every epoch and on Ctrl-C or SIGTERM, holding the position inside the epoch and torch's random
-state so that a resumed run ends with exactly the weights of an uninterrupted one.
+A :class:`Task` (:class:`tokenprune_models.pose.engine.PoseTask`,
+:class:`tokenprune_models.hot.train.LiftingTask`) supplies the model, its optimiser and
+learning-rate factor, the loss of a batch, its predictions and its metric. The :class:`Trainer` does
+the rest: resumable sharding of a dataset seeded per sample (:class:`ShardedSampler`), bfloat16
+autocast on GPUs, EMA, a step budget, DDP through ``torchrun``, a tqdm bar, ``metrics.jsonl`` and
+``learning_curve.png``, and checkpoints written atomically (with a digest of their tensors, read
+with ``weights_only=True``) every epoch and on Ctrl-C or SIGTERM, holding the position inside the
+epoch and torch's random state so that a resumed run ends with exactly the weights of an
+uninterrupted one.
 
 Configs are YAML sections (:func:`load_config`) read into dataclasses (:func:`config_from`: an
 unknown key is a one-line error listing the valid ones); :func:`run` is every family's command
@@ -42,10 +43,13 @@ from .checkpoint import (
     check_optimizer_state,
     check_state_dict,
     check_weights,
-    extract_state_dict,
+    checkpoint_weights,
+    evaluation_weights,
+    is_training_checkpoint,
     read_weights_only,
     save_checkpoint,
 )
+from .cli import USER_ERRORS, HelpFormatter, exit_with_error
 from .curves import plot_learning_curve, read_learning_curve
 from .ema import ModelEMA
 
@@ -217,7 +221,7 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict:
             entry are named.
     """
     state = read_weights_only(path)
-    if not _is_training_checkpoint(state):
+    if not is_training_checkpoint(state):
         raise ValueError(f"{str(path)!r} is not a training checkpoint of this engine")
     for entry in ("model", "ema"):
         if state.get(entry) is not None:
@@ -225,35 +229,12 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
-def _is_training_checkpoint(state: object) -> bool:
-    return isinstance(state, dict) and "model" in state and "position" in state
-
-
 def load_weights(path: str | os.PathLike) -> dict[str, Tensor]:
     """Model weights from a checkpoint of :class:`Trainer` (the weights its evaluation used,
     see :func:`evaluation_weights`) or from a file holding a state_dict (e.g. shipped fp16
-    weights; see :func:`~models.common.checkpoint.load_state_dict_file`), read with
-    ``weights_only=True``."""
-    state = read_weights_only(path)
-    if _is_training_checkpoint(state):
-        weights = evaluation_weights(state)
-        check_weights(weights, f"{str(path)!r} entry {_evaluation_choice(state)!r}")
-        return weights
-    return extract_state_dict(state, repr(str(path)))
-
-
-def evaluation_weights(state: dict) -> dict[str, Tensor]:
-    """The weights of a :class:`Trainer` checkpoint that its evaluation used (see
-    :meth:`Trainer.eval_model`): ``ema`` or ``model``. Checkpoints written before the choice was
-    recorded evaluate their EMA when they have one."""
-    choice = _evaluation_choice(state)
-    if choice not in ("ema", "model") or state.get(choice) is None:
-        raise ValueError(f"checkpoint has no {choice!r} weights to evaluate")
-    return state[choice]
-
-
-def _evaluation_choice(state: dict) -> object:
-    return state.get("eval_weights", "ema" if state.get("ema") is not None else "model")
+    weights; see :func:`~tokenprune_models.common.checkpoint.load_state_dict_file`), read with
+    ``weights_only=True`` (:func:`~tokenprune_models.common.checkpoint.checkpoint_weights`)."""
+    return checkpoint_weights(read_weights_only(path), repr(str(path)))
 
 
 @dataclass
@@ -696,20 +677,18 @@ class ModelFamily(ABC):
         training data is read (evaluation only)."""
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written; every flag's default shown, or that it is required."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.required:
-            return f"{action.help} (required)"
-        return super()._get_help_string(action)
-
-
 def run(family: ModelFamily, argv: Sequence[str] | None = None, doc: str | None = None) -> int:
     """Parse ``argv`` and train, resume or evaluate a family's model; returns the exit status
-    (130 when stopped by Ctrl-C or SIGTERM, after writing ``last.pt``)."""
+    (130 when stopped by Ctrl-C or SIGTERM, after writing ``last.pt``).
+
+    A bad setting (an unknown config key or section, an invalid value, a missing data folder,
+    config or checkpoint, a checkpoint that does not fit the model: the ``ValueError``,
+    ``TypeError`` and ``OSError`` of reading the config, building the task and its trainer and
+    loading the weights) ends the command with one line, ``<prog>: error: <message>``, and exit
+    status 2; an error while training is raised as it is.
+    """
     parser = argparse.ArgumentParser(description=doc or f"Train or evaluate {family.name}.",
-                                     formatter_class=_HelpFormatter)  # fmt: skip
+                                     formatter_class=HelpFormatter)  # fmt: skip
     parser.add_argument("--config", required=True, type=Path,
                         help=f"YAML config (sections: {', '.join(family.sections)})")
     parser.add_argument("--data", required=True, type=Path, help="data set root folder")
@@ -717,36 +696,43 @@ def run(family: ModelFamily, argv: Sequence[str] | None = None, doc: str | None 
                         help="run folder: checkpoints, metrics.jsonl, learning_curve.png")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE",
-                        help="override a config entry (the value is read as YAML); repeatable")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N; None: the local rank's GPU when "
-                        "CUDA is available, else the CPU")  # fmt: skip
-    parser.add_argument("--resume", type=Path, help="continue from a checkpoint of this CLI")
-    parser.add_argument("--eval-only", action="store_true", help="evaluate, do not train")
+                        help="override a config entry (the value is read as YAML); repeatable "
+                        "(default: none)")  # fmt: skip
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the local rank's GPU "
+                        "when CUDA is available, else the CPU)")  # fmt: skip
+    parser.add_argument("--resume", type=Path, help="continue from a checkpoint of this CLI "
+                        "(default: none, a fresh run)")  # fmt: skip
+    parser.add_argument("--eval-only", action=argparse.BooleanOptionalAction, default=False,
+                        help="evaluate, do not train")  # fmt: skip
     parser.add_argument("--checkpoint", type=Path, help="with --eval-only: a checkpoint of this "
-                        "CLI or a weights-only file (shipped weights)")  # fmt: skip
+                        "CLI or a weights-only file (shipped weights) (default: none)")  # fmt: skip
     if family.load_official is not None:
         parser.add_argument("--official-checkpoint", type=Path, help="with --eval-only: a "
-                            "released checkpoint of the official implementation")  # fmt: skip
+                            "released checkpoint of the official implementation "
+                            "(default: none)")  # fmt: skip
     args = parser.parse_args(argv)
     official = getattr(args, "official_checkpoint", None)
     if args.eval_only and (official is None) == (args.checkpoint is None):
         parser.error("--eval-only needs one of --checkpoint and --official-checkpoint")
 
-    config = load_config(args.config, args.overrides, family.sections)
-    task = family.make_task(config)
-    trainer = family.build_trainer(task, config, args.data, args.output,
-                                   with_train=not args.eval_only, device=args.device)
-    if args.eval_only:
-        if official is not None:
+    try:
+        config = load_config(args.config, args.overrides, family.sections)
+        task = family.make_task(config)
+        trainer = family.build_trainer(task, config, args.data, args.output,
+                                       with_train=not args.eval_only, device=args.device)
+        if args.eval_only and official is not None:
             model = family.load_official(official, task).to(trainer.device)
-        else:
+        elif args.eval_only:
             weights = load_weights(args.checkpoint)
             task.load_initial_weights(trainer.model, weights, repr(str(args.checkpoint)))
             model = trainer.model
+        elif args.resume is not None:
+            trainer.resume(args.resume)
+    except USER_ERRORS as error:
+        exit_with_error(parser, error)
+    if args.eval_only:
         metrics = trainer.evaluate(model, results_file="results.json")
     else:
-        if args.resume is not None:
-            trainer.resume(args.resume)
         try:
             metrics = trainer.fit()
         except KeyboardInterrupt as stop:

@@ -1,7 +1,7 @@
 """Model configs by name: every 2-D family has a frozen dataclass config and a dict of named
-presets (``models.gtpt.PRESETS``, ``models.tokenpose.PRESETS``, ...); its builder takes a preset
-name or a config, plus field overrides, through :func:`resolve_config`; a training config's
-``model`` section names one the same way (:func:`config_from_section`)."""
+presets (``tokenprune_models.gtpt.PRESETS``, ``tokenprune_models.tokenpose.PRESETS``, ...); its
+builder takes a preset name or a config, plus field overrides, through :func:`resolve_config`;
+a training config's ``model`` section names one the same way (:func:`config_from_section`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-__all__ = ["config_from_section", "resolve_config"]
+__all__ = ["config_from_section", "override_config", "resolve_config"]
 
 C = TypeVar("C")
 
@@ -35,7 +35,19 @@ def resolve_config(
         raise TypeError(
             f"config must be a preset name or a {kind.__name__}, got {type(config).__name__}"
         )
+    return override_config(config, overrides)
+
+
+def override_config(config: C, overrides: Mapping[str, Any] | None = None) -> C:
+    """``config`` (a dataclass) with the fields in ``overrides`` replaced
+    (:func:`dataclasses.replace`, so the config's own checks run again); ``config`` itself when
+    there are none.
+
+    Raises:
+        TypeError: an override names no field of the config (the valid ones listed).
+    """
     overrides = dict(overrides or {})
+    kind = type(config)
     names = [f.name for f in dataclasses.fields(kind) if f.init]
     unknown = sorted(set(overrides) - set(names))
     if unknown:

@@ -1,12 +1,12 @@
 """DPPT's presets: DPPT-S and -B by their student's network, PPT-S and PPT-B (a
-:class:`~models.tokenpose.config.TokenPoseConfig`); the teacher is the same network unpruned
-(``config.unpruned()``: TokenPose-S-v1 and -B) and the distillation is
-:class:`~models.dppt.loss.DPPTLoss`."""
+:class:`~tokenprune_models.tokenpose.config.TokenPoseConfig`); the teacher is the same network
+unpruned (``config.unpruned()``: TokenPose-S-v1 and -B) and the distillation is
+:class:`~tokenprune_models.dppt.loss.DPPTLoss`."""
 
 from __future__ import annotations
 
-from models.tokenpose.config import PRESETS as TOKENPOSE_PRESETS
-from models.tokenpose.config import TokenPoseConfig
+from ..tokenpose.config import PRESETS as TOKENPOSE_PRESETS
+from ..tokenpose.config import TokenPoseConfig
 
 __all__ = ["PRESETS"]
 

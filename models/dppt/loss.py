@@ -32,9 +32,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from models.common.heatmap import heatmap_mse_loss
-from models.tokenpose import TokenPoseOutput
 from tokenprune.losses import kept_attention_distillation_loss, token_feature_distillation_loss
+
+from ..common.heatmap import heatmap_mse_loss
+from ..tokenpose import TokenPoseOutput
 
 __all__ = ["DISTILL_LAYERS", "DPPTLoss", "DPPTLossTerms"]
 

@@ -1,16 +1,17 @@
 """Train DPPT: a PPT student distilled from a trained, frozen TokenPose teacher.
 
-    python -m models.dppt.train --config models/dppt/configs/dppt_s_coco.yaml \\
+    python -m tokenprune_models.dppt.train --config models/dppt/configs/dppt_s_coco.yaml \\
         --data /datasets/coco --output runs/dppt_s_coco \\
         --set model.teacher_checkpoint=runs/tokenpose_s_coco/best.pt
 
-The config's ``model`` section names the student, a preset of :data:`models.dppt.PRESETS`
-(``dppt_s``, ``dppt_b``) with :class:`~models.tokenpose.config.TokenPoseConfig` overrides, and
-the distillation (teacher checkpoint, loss weights, layers; see :class:`DPPTTask`). The teacher
-is the student's network unpruned: a checkpoint of ``python -m models.tokenpose.train``
-(``teacher_format: ours``, its EMA weights when it kept them) or an official TokenPose
-checkpoint (``teacher_format: official``). Evaluation, resuming and the other options are those of
-:mod:`models.pose.cli`; checkpoints hold the student only.
+The config's ``model`` section names the student, a preset of :data:`tokenprune_models.dppt.PRESETS`
+(``dppt_s``, ``dppt_b``) with :class:`~tokenprune_models.tokenpose.config.TokenPoseConfig`
+overrides, and the distillation (teacher checkpoint, loss weights, layers; see :class:`DPPTTask`).
+The teacher is the student's network unpruned: a checkpoint of
+``python -m tokenprune_models.tokenpose.train`` (``teacher_format: ours``, its EMA weights when it
+kept them) or an official TokenPose checkpoint (``teacher_format: official``). Evaluation, resuming
+and the other options are those of :mod:`tokenprune_models.pose.cli`; checkpoints hold the student
+only.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from models.common.engine import load_weights
-from models.pose.cli import ModelFamily, run
-from models.tokenpose import TokenPose, TokenPoseConfig, load_official_checkpoint
-from models.tokenpose.train import TokenPoseTask, task_from_section
-
+from ..common.checkpoint import read_weights_only
+from ..pose.cli import ModelFamily, run
+from ..tokenpose import TokenPose, TokenPoseConfig
+from ..tokenpose.convert import checkpoint_filter
+from ..tokenpose.train import TokenPoseTask, task_from_section
 from .config import PRESETS
 from .loss import DISTILL_LAYERS, DPPTLoss
 
@@ -37,15 +38,19 @@ _TEACHER_FORMATS = ("ours", "official")
 
 def load_teacher(path: str | Path, teacher: TokenPose, checkpoint_format: str = "ours") -> None:
     """Load teacher weights into ``teacher``: a training checkpoint of this project (the
-    weights its evaluation used), a weights-only file, or an official TokenPose checkpoint."""
+    weights its evaluation used), a weights-only file, or an official TokenPose checkpoint
+    (TokenPose's :func:`~tokenprune_models.tokenpose.convert.checkpoint_filter`).
+
+    Raises:
+        ValueError: an unknown ``checkpoint_format``, or weights that do not fit ``teacher``.
+    """
     if checkpoint_format not in _TEACHER_FORMATS:
         raise ValueError(
             f"teacher_format must be one of {_TEACHER_FORMATS}, got {checkpoint_format!r}"
         )
-    if checkpoint_format == "official":
-        load_official_checkpoint(path, teacher)
-        return
-    teacher.load_state_dict(load_weights(path))
+    weights = checkpoint_filter(read_weights_only(path), teacher,
+                                official=checkpoint_format == "official", source=path)  # fmt: skip
+    teacher.load_state_dict(weights)
 
 
 class _FrozenTeacher(nn.Module):
@@ -81,7 +86,7 @@ class DPPTTask(TokenPoseTask):
     """A PPT student (``config``), a TokenPose teacher of the same network unpruned
     (``config.unpruned()``) and :class:`DPPTLoss`.
 
-    Attributes (besides :class:`~models.tokenpose.train.TokenPoseTask`'s):
+    Attributes (besides :class:`~tokenprune_models.tokenpose.train.TokenPoseTask`'s):
         teacher_checkpoint: the teacher's weights (needed for training).
         teacher_format: ``"ours"`` or ``"official"`` (see :func:`load_teacher`).
         output_weight, attention_weight, feature_weight, layers: see :class:`DPPTLoss`.

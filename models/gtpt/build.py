@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.common.presets import resolve_config
-
+from ..common.presets import resolve_config
 from .config import PRESETS, GTPTConfig
 from .model import GTPT
 
@@ -14,9 +13,9 @@ def build_gtpt(config: str | GTPTConfig = "gtpt_t_coco", **overrides: Any) -> GT
     """Build GTPT-T, -S or -B for COCO (17 keypoints) or COCO-WholeBody (133).
 
     Args:
-        config: a key of :data:`~models.gtpt.config.PRESETS` (``"gtpt_t_coco"``, ...,
-            ``"gtpt_b_wholebody"``) or a :class:`~models.gtpt.config.GTPTConfig`.
-        overrides: :class:`~models.gtpt.config.GTPTConfig` fields to replace, e.g.
+        config: a key of :data:`~tokenprune_models.gtpt.config.PRESETS` (``"gtpt_t_coco"``, ...,
+            ``"gtpt_b_wholebody"``) or a :class:`~tokenprune_models.gtpt.config.GTPTConfig`.
+        overrides: :class:`~tokenprune_models.gtpt.config.GTPTConfig` fields to replace, e.g.
             ``keep_rates=[1.0] * 4`` (the unpruned model), ``image_size=(128, 96)`` or
             ``keypoint_init_std=1.0``.
 

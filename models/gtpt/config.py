@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from models.common.codec import check_size
-from models.common.keypoints import COCO_FLIP_PAIRS, WHOLEBODY_FLIP_PAIRS
-from models.common.simcc import SimCCCodec
 from tokenprune.checks import check_keep_rate, check_number
+
+from ..common.codec import check_size
+from ..common.keypoints import COCO_FLIP_PAIRS, WHOLEBODY_FLIP_PAIRS
+from ..common.simcc import SimCCCodec
 
 __all__ = ["BODY_GROUPS", "NUM_BODY", "PRESETS", "STEMS", "GTPTConfig", "check_keep_rates"]
 
@@ -43,7 +44,7 @@ class GTPTConfig:
     """Everything that shapes a GTPT network.
 
     The model's fixed structure (6 coarse and 6 fine layers, the three :data:`BODY_GROUPS` of
-    6 sparse keypoint tokens, the pruning layers) is in :mod:`models.gtpt.model`.
+    6 sparse keypoint tokens, the pruning layers) is in :mod:`tokenprune_models.gtpt.model`.
 
     Attributes:
         dim: transformer width (T: 128; S, B: 192).
@@ -63,7 +64,7 @@ class GTPTConfig:
         patch_size: stem-feature ``(rows, columns)`` per visual token.
         num_heads, mlp_ratio: attention heads and MLP expansion of every layer.
         keypoint_init_std: std of the truncated-normal initialisation of the keypoint, part and
-            dense token embeddings (GTPT: 0.02; see :class:`~models.gtpt.model.GTPT`).
+            dense token embeddings (GTPT: 0.02; see :class:`~tokenprune_models.gtpt.model.GTPT`).
 
     Raises:
         TypeError, ValueError: a field of the wrong type or value, named.

@@ -1,4 +1,6 @@
-"""Loading GTPT weights in the official implementation's state_dict layout."""
+"""Loading GTPT weights: :func:`checkpoint_filter` turns any checkpoint (this project's or an
+official release, whose state_dict layout :func:`convert_official_state_dict` maps) into the
+model's state_dict."""
 
 from __future__ import annotations
 
@@ -9,19 +11,28 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from models.common.checkpoint import load_state_dict_file
-from models.common.official_blocks import (
+from ..common.checkpoint import (
+    checkpoint_weights,
+    extract_state_dict,
+    read_weights_only,
+    source_label,
+    weights_for_model,
+)
+from ..common.official_blocks import (
     check_names,
     check_official_layout,
     official_layer_entry,
     rename_layer_entry,
 )
-
+from ..common.simcc import resize_simcc_bins
 from .build import build_gtpt
 from .config import GTPTConfig
 from .model import COARSE_LAYERS, GTPT
 
-__all__ = ["convert_official_state_dict", "load_official_checkpoint", "official_name"]
+__all__ = [
+    "checkpoint_filter", "convert_official_state_dict", "fit_simcc_bins",
+    "load_official_checkpoint", "official_name",
+]  # fmt: skip
 
 _RENAMES = {
     "human_token": "human_token",
@@ -81,7 +92,7 @@ _INVERSE_RENAMES = {ours: official for official, ours in _RENAMES.items()}
 
 
 def official_name(ours: str, branch: str = "ema") -> str:
-    """The official name of one of our :class:`~models.gtpt.GTPT` entries (inverse of
+    """The official name of one of our :class:`~tokenprune_models.gtpt.GTPT` entries (inverse of
     :func:`convert_official_state_dict`)."""
     features, head = _BRANCHES[branch]
     if ours in _INVERSE_RENAMES:
@@ -108,7 +119,7 @@ def convert_official_state_dict(
     model: nn.Module | None = None,
     source: str | os.PathLike | None = None,
 ) -> dict[str, Tensor]:
-    """Map an official GTPT state_dict onto :class:`models.gtpt.GTPT`.
+    """Map an official GTPT state_dict onto :class:`tokenprune_models.gtpt.GTPT`.
 
     The official module holds two copies of every weight: the trained one (``features``,
     ``mlp_head_x/y``) and its exponential moving average (``ema_features``, ``ema_mlp_head_x/y``).
@@ -177,8 +188,8 @@ def load_official_checkpoint(
     path: str | os.PathLike, config: str | GTPTConfig, branch: str = "ema"
 ) -> GTPT:
     """Build GTPT of ``config`` (a preset name such as ``"gtpt_s_coco"``, or a
-    :class:`~models.gtpt.config.GTPTConfig`) and load a released checkpoint file into it (eval
-    mode).
+    :class:`~tokenprune_models.gtpt.config.GTPTConfig`) and load a released checkpoint file into
+    it (eval mode).
 
     The file is read with ``torch.load(weights_only=True)``; a dict wrapping the state_dict
     (``state_dict``/``model`` keys, ``module.`` prefixes) is unwrapped. Its entries are checked
@@ -190,18 +201,71 @@ def load_official_checkpoint(
             another configuration, or entries that do not fit the model (the missing,
             unexpected and mis-shaped ones listed under their official names).
     """
-    state_dict = load_state_dict_file(path)
+    checkpoint = read_weights_only(path)
     model = build_gtpt(config)
+    model.load_state_dict(checkpoint_filter(checkpoint, model, official=True, branch=branch,
+                                            source=path))  # fmt: skip
+    return model.eval()
+
+
+def fit_simcc_bins(state_dict: Mapping[str, Tensor], model: GTPT) -> dict[str, Tensor]:
+    """``state_dict`` with SimCC classifiers trained at another input size (progressive
+    resolution) resized to ``model``'s bins (:func:`resize_simcc_bins`); the rest of GTPT does
+    not depend on the input size (the position table is a fixed sine)."""
+    state = dict(state_dict)
+    split_ratio = model.config.codec.split_ratio
+    for axis in ("x", "y"):
+        bins = getattr(model.head, axis)[1].out_features
+        for entry in ("weight", "bias"):
+            key = f"head.{axis}.1.{entry}"
+            if key in state and state[key].shape[0] != bins:
+                state[key] = resize_simcc_bins(state[key], bins, split_ratio)
+    return state
+
+
+def checkpoint_filter(
+    checkpoint: object,
+    model: GTPT,
+    *,
+    official: bool = False,
+    branch: str = "ema",
+    source: str | os.PathLike | None = None,
+) -> dict[str, Tensor]:
+    """GTPT's one way from a checkpoint to the model's state_dict (used by
+    :func:`tokenprune_models.create_model` and :func:`load_official_checkpoint`).
+
+    Args:
+        checkpoint: what ``torch.load`` read from the file.
+        model: the GTPT to load the result into; the entries are checked against it.
+        official: False: a checkpoint of this project's training engine (the weights its
+            evaluation used) or a state_dict, bare or wrapped (e.g. the shipped half-precision
+            weights), SimCC classifiers of another input size resized (:func:`fit_simcc_bins`).
+            True: a checkpoint released with the official implementation, its ``branch``
+            (``"ema"`` or ``"raw"``) converted (:func:`convert_official_state_dict`) once its
+            positional table is found to be the model's.
+        branch: with ``official``, which of the official checkpoint's two models to take.
+        source: the file the checkpoint was read from, named in errors.
+
+    Returns:
+        A state_dict for ``model.load_state_dict(..., strict=True)``.
+
+    Raises:
+        ValueError: naming ``source``: no state_dict, another positional table, or entries
+            that do not fit the model (missing, unexpected, mis-shaped; official ones under
+            their official names).
+    """
+    if not official:
+        weights = checkpoint_weights(checkpoint, source_label(source))
+        return weights_for_model(fit_simcc_bins(weights, model), model, source)
+    state_dict = extract_state_dict(checkpoint, source_label(source))
     table = official_positional_table(state_dict, branch)
     if table is not None and not (
         table.shape == model.pos_embedding.shape
         and torch.allclose(table, model.pos_embedding, atol=1e-5)
     ):
         raise ValueError(
-            f"{str(path)!r}: the checkpoint's positional table (shape {tuple(table.shape)}) "
-            f"differs from the model's sine table (width {model.dim}, "
+            f"{source_label(source)}: the checkpoint's positional table (shape "
+            f"{tuple(table.shape)}) differs from the model's sine table (width {model.dim}, "
             f"{model.grid[0]}x{model.grid[1]} tokens): is it a checkpoint of this configuration?"
         )
-    converted = convert_official_state_dict(state_dict, branch, model=model, source=path)
-    model.load_state_dict(converted, strict=True)
-    return model.eval()
+    return convert_official_state_dict(state_dict, branch, model=model, source=source)

@@ -15,9 +15,9 @@ The table starts with the chance level: every person gets the training set's mea
 in their box. ``--from-scratch`` trains GTPT-T from scratch for the demo's budget instead
 (400 steps, which stay near chance: GTPT needs thousands of steps, see the README).
 
-    python -m models.gtpt.demo                  # make demo
-    python -m models.gtpt.demo --from-scratch   # the from-scratch run instead of the weights
-    python -m models.gtpt.demo --quick          # a smoke run (tiny data, two training steps)
+    python -m tokenprune_models.gtpt.demo                 # make demo
+    python -m tokenprune_models.gtpt.demo --from-scratch  # a from-scratch run, not the weights
+    python -m tokenprune_models.gtpt.demo --quick         # a smoke run (tiny data, 2 steps)
 """
 
 from __future__ import annotations
@@ -39,15 +39,16 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from models.common.reporting import write_results
-from models.common.timing import interleaved_latency_ms
-from models.pose.cli import load_config
-from models.pose.data import KeypointDataset, Person
-from models.pose.engine import predict_dataset
-from models.pose.evaluation import evaluate_keypoints, keypoint_results
-from models.pose.synthetic import SKELETON, generate_split
 from tokenprune import count_flops
 
+from ..common.cli import HelpFormatter, int_at_least
+from ..common.reporting import write_results
+from ..common.timing import interleaved_latency_ms
+from ..pose.cli import load_config
+from ..pose.data import KeypointDataset, Person
+from ..pose.engine import predict_dataset
+from ..pose.evaluation import evaluate_keypoints, keypoint_results
+from ..pose.synthetic import SKELETON, generate_split
 from .pretrained import PRETRAINED, load_pretrained
 from .train import build_trainer
 
@@ -210,29 +211,28 @@ def _losses(metrics_file: Path) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)  # fmt: skip
     parser.add_argument("--data", type=Path, default=Path("data/synthetic"),
                         help="synthetic data folder (rendered there once)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=Path("runs/demo"), help="results folder")
-    parser.add_argument("--train-images", type=int, default=1200,
+    parser.add_argument("--train-images", type=int_at_least(1), default=1200,
                         help="training images (the chance row and the fine-tune)")  # fmt: skip
-    parser.add_argument("--val-images", type=int, default=150, help="validation images")
-    parser.add_argument("--finetune-steps", type=int, default=30,
+    parser.add_argument("--val-images", type=int_at_least(1), default=150,
+                        help="validation images")  # fmt: skip
+    parser.add_argument("--finetune-steps", type=int_at_least(0), default=30,
                         help="steps of the short fine-tune (0: none)")  # fmt: skip
     parser.add_argument(
-        "--from-scratch", action="store_true",
+        "--from-scratch", action=argparse.BooleanOptionalAction, default=False,
         help="train from scratch instead of loading the shipped weights",
     )  # fmt: skip
     parser.add_argument(
-        "--steps", type=int, default=None,
-        help="with --from-scratch: the training budget in steps (config: 400)",
+        "--steps", type=int_at_least(1), default=None,
+        help="with --from-scratch: the training budget in steps (default: the config's, 400)",
     )  # fmt: skip
-    parser.add_argument("--quick", action="store_true", help="a smoke run for tests")
+    parser.add_argument("--quick", action=argparse.BooleanOptionalAction, default=False,
+                        help="a smoke run for tests: 8 + 4 images, at most 2 fine-tune steps")
     args = parser.parse_args(argv)
-    if args.finetune_steps < 0:
-        parser.error(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
     if args.steps is not None and not args.from_scratch:
         parser.error("--steps is the from-scratch budget; add --from-scratch")
     start = time.perf_counter()

@@ -12,8 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from models.common.atomic import atomic_path
-
+from ..common.atomic import atomic_path
 from .model import GTPT
 
 

@@ -27,12 +27,12 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from models.common.inputs import check_images
-from models.common.positional import sine_positional_embedding
-from models.common.simcc import SimCCHead
 from tokenprune import GroupTokenPruner, TokenState, TransformerBlock, token_scores
 from tokenprune.scores import softmax_pool_score
 
+from ..common.inputs import check_images
+from ..common.positional import sine_positional_embedding
+from ..common.simcc import SimCCHead
 from .config import BODY_GROUPS, NUM_BODY, GTPTConfig, check_keep_rates
 from .stem import ShuffleStem, UShapedStem
 
@@ -86,7 +86,8 @@ class ChannelGate(nn.Module):
 
 
 class GTPT(nn.Module):
-    """GTPT of a :class:`~models.gtpt.config.GTPTConfig` (see ``models.gtpt.PRESETS``).
+    """GTPT of a :class:`~tokenprune_models.gtpt.config.GTPTConfig` (see
+    ``tokenprune_models.gtpt.PRESETS``).
 
     The visual tokens form an ``H / (4 * rows) x W / (4 * cols)`` grid (16x16 at 256x192 with
     4x3 patches). The model's keep rates start at ``config.keep_rates`` and may be set any

@@ -1,14 +1,14 @@
 """Ship the weights of a finished training run: half-precision weights only, a learning-curve
 plot across its stages and a JSON record of how they were made.
 
-    python -m models.gtpt.release gtpt_t_synthetic \\
+    python -m tokenprune_models.gtpt.release gtpt_t_synthetic \\
         --stage models/gtpt/configs/synthetic_t_64x48.yaml runs/gtpt_t_synthetic_64x48 \\
         --stage models/gtpt/configs/synthetic_t_128x96.yaml runs/gtpt_t_synthetic_128x96
 
 The last stage's ``last.pt`` (the weights its evaluation used) becomes the entry's weights file
-(:data:`models.gtpt.pretrained.PRETRAINED`); ``<file>_curve.png`` plots every stage's loss and
-AP with the step count running on across stages; ``<file>.json`` records per stage the config,
-seed, steps, training wall time and the final evaluation, plus the software versions.
+(:data:`tokenprune_models.gtpt.pretrained.PRETRAINED`); ``<file>_curve.png`` plots every stage's
+loss and AP with the step count running on across stages; ``<file>.json`` records per stage the
+config, seed, steps, training wall time and the final evaluation, plus the software versions.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import json
 import sys
 from pathlib import Path
 
-from models.common.atomic import write_text_atomic
-from models.common.curves import plot_learning_curve, read_learning_curve
-from models.common.engine import evaluation_weights, load_training_checkpoint
-from models.common.release import save_half_precision, software, training_seconds
-
+from ..common.atomic import write_text_atomic
+from ..common.cli import USER_ERRORS, HelpFormatter, exit_with_error
+from ..common.curves import plot_learning_curve, read_learning_curve
+from ..common.engine import evaluation_weights, load_training_checkpoint
+from ..common.release import save_half_precision, software, training_seconds
 from .pretrained import PRETRAINED
 
 
@@ -66,14 +66,18 @@ def release(name: str, stages: list[tuple[Path, Path]]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)  # fmt: skip
     parser.add_argument("name", choices=sorted(PRETRAINED), help="the PRETRAINED entry")
     parser.add_argument(
         "--stage", nargs=2, action="append", type=Path, metavar=("CONFIG", "OUTPUT"),
-        required=True, help="a training stage's config and output folder, in order",
+        required=True, help="a training stage's config and output folder, in order; repeatable",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    record = release(args.name, [tuple(s) for s in args.stage])
+    try:
+        record = release(args.name, [tuple(s) for s in args.stage])
+    except USER_ERRORS as error:  # a missing or foreign run folder, checkpoint or metrics file
+        exit_with_error(parser, error)
     print(json.dumps(record, indent=2))
     return 0
 

@@ -1,21 +1,22 @@
 """Train or evaluate GTPT.
 
-    python -m models.gtpt.train --config models/gtpt/configs/gtpt_t_coco.yaml \\
+    python -m tokenprune_models.gtpt.train --config models/gtpt/configs/gtpt_t_coco.yaml \\
         --data /datasets/coco --output runs/gtpt_t_coco
-    python -m models.gtpt.train ... --resume runs/gtpt_t_coco/last.pt
-    python -m models.gtpt.train ... --eval-only --checkpoint runs/gtpt_t_coco/best.pt
-    python -m models.gtpt.train ... --eval-only --official-checkpoint gtpt_t_coco.pth
-    torchrun --nproc_per_node 4 -m models.gtpt.train ...      # several GPUs (DDP)
+    python -m tokenprune_models.gtpt.train ... --resume runs/gtpt_t_coco/last.pt
+    python -m tokenprune_models.gtpt.train ... --eval-only --checkpoint runs/gtpt_t_coco/best.pt
+    python -m tokenprune_models.gtpt.train ... --eval-only --official-checkpoint gtpt_t_coco.pth
+    torchrun --nproc_per_node 4 -m tokenprune_models.gtpt.train ...      # several GPUs (DDP)
 
-The config's ``model`` section names a preset of :data:`models.gtpt.config.PRESETS`
-(``preset: gtpt_t_coco``) and overrides of its :class:`~models.gtpt.config.GTPTConfig` fields
-(``image_size``, ``keep_rates``, ``keypoint_init_std``, ...); ``curriculum`` is the keep-rate
-curriculum (:func:`keep_rate_schedule`).
+The config's ``model`` section names a preset of :data:`tokenprune_models.gtpt.config.PRESETS`
+(``preset: gtpt_t_coco``) and overrides of its
+:class:`~tokenprune_models.gtpt.config.GTPTConfig` fields (``image_size``, ``keep_rates``,
+``keypoint_init_std``, ...); ``curriculum`` is the keep-rate curriculum
+(:func:`keep_rate_schedule`).
 
 ``--set section.key=value`` overrides a config entry (e.g. ``--set train.epochs=5``). The data
 folder holds the files named in the config's ``data`` section (COCO's layout by default; the
-synthetic data set of ``models.pose.synthetic`` has its own config). The command line itself is
-:mod:`models.pose.cli`.
+synthetic data set of ``tokenprune_models.pose.synthetic`` has its own config). The command
+line itself is :mod:`tokenprune_models.pose.cli`.
 """
 
 from __future__ import annotations
@@ -27,12 +28,6 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from models.common.engine import Trainer
-from models.common.presets import config_from_section
-from models.common.simcc import resize_simcc_bins
-from models.pose.cli import ModelFamily, run
-from models.pose.cli import build_trainer as build_pose_trainer
-from models.pose.engine import PoseTask
 from tokenprune import (
     ConstantKeepRate,
     CosineWarmupKeepRate,
@@ -40,8 +35,13 @@ from tokenprune import (
     LinearWarmupKeepRate,
 )
 
+from ..common.engine import Trainer
+from ..common.presets import config_from_section
+from ..pose.cli import ModelFamily, run
+from ..pose.cli import build_trainer as build_pose_trainer
+from ..pose.engine import PoseTask
 from .config import PRESETS, GTPTConfig
-from .convert import load_official_checkpoint
+from .convert import fit_simcc_bins, load_official_checkpoint
 from .model import GTPT, GTPTOutput
 
 
@@ -83,7 +83,8 @@ class GTPTTask(PoseTask):
     ``config.keep_rates``; the data and the predictions share ``config.codec``.
 
     Attributes:
-        config: the network (a preset of :data:`~models.gtpt.config.PRESETS` and overrides).
+        config: the network (a preset of :data:`~tokenprune_models.gtpt.config.PRESETS` and
+            overrides).
         curriculum, warmup_epochs, end_epoch: see :func:`keep_rate_schedule`.
     """
 
@@ -110,16 +111,9 @@ class GTPTTask(PoseTask):
         self, model: nn.Module, state_dict: dict[str, Tensor], source: str = "weights"
     ) -> None:
         """Strict load; weights trained at another input size (progressive resolution) get
-        their SimCC classifiers resized to this size's bins (:func:`resize_simcc_bins`). The
-        rest of GTPT does not depend on the input size (the position table is a fixed sine)."""
-        state = dict(state_dict)
-        for axis in ("x", "y"):
-            bins = getattr(model.head, axis)[1].out_features
-            for entry in ("weight", "bias"):
-                key = f"head.{axis}.1.{entry}"
-                if key in state and state[key].shape[0] != bins:
-                    state[key] = resize_simcc_bins(state[key], bins, self.codec.split_ratio)
-        super().load_initial_weights(model, state, source)
+        their SimCC classifiers resized to this size's bins (:func:`fit_simcc_bins`, as
+        :func:`~tokenprune_models.gtpt.convert.checkpoint_filter` does)."""
+        super().load_initial_weights(model, fit_simcc_bins(state_dict, model), source)
 
     def training_module(self, model: nn.Module) -> nn.Module:
         return _TrainingPasses(model)
@@ -141,7 +135,7 @@ class GTPTTask(PoseTask):
 
 def make_task(config: dict) -> GTPTTask:
     """The GTPT task of a config's ``model`` section (a preset of
-    :data:`~models.gtpt.config.PRESETS` and its overrides) and ``curriculum`` section."""
+    :data:`~tokenprune_models.gtpt.config.PRESETS` and its overrides) and ``curriculum`` section."""
     curriculum = dict(config.get("curriculum", {}))
     if "kind" in curriculum:
         curriculum["curriculum"] = curriculum.pop("kind")

@@ -1,6 +1,6 @@
 """HEViTPose: cascaded group spatial-reduction attention
-(:class:`models.hevitpose.cgsr.CGSRAttention`) in a three-stage efficient ViT with a heatmap
-head; configurations are this project's."""
+(:class:`tokenprune_models.hevitpose.cgsr.CGSRAttention`) in a three-stage efficient ViT with a
+heatmap head; configurations are this project's."""
 
 from .build import PRESETS, PUBLISHED, build_hevitpose
 from .model import HEViTPose, HEViTPoseConfig, OverlapPatchEmbed, SandwichBlock

@@ -18,13 +18,16 @@ published parameters and GFLOPs; the exact figures are in the README and benchma
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from models.common.presets import resolve_config
+from torch import Tensor
 
+from ..common.checkpoint import weights_for_model
+from ..common.presets import resolve_config
 from .model import HEViTPose, HEViTPoseConfig
 
-__all__ = ["PRESETS", "PUBLISHED", "build_hevitpose"]
+__all__ = ["PRESETS", "PUBLISHED", "build_hevitpose", "checkpoint_filter"]
 
 #: HEViTPose-T, -S and -B as this project configures them, for MPII (16 keypoints, 256x256).
 PRESETS: dict[str, HEViTPoseConfig] = {
@@ -49,12 +52,35 @@ def build_hevitpose(config: str | HEViTPoseConfig = "hevitpose_t", **overrides: 
 
     Args:
         config: a key of :data:`PRESETS` (``"hevitpose_t"``, ``"hevitpose_s"``,
-            ``"hevitpose_b"``) or a :class:`~models.hevitpose.model.HEViTPoseConfig`.
-        overrides: :class:`~models.hevitpose.model.HEViTPoseConfig` fields to replace, e.g.
-            ``num_keypoints=17`` (COCO) or ``image_size=(256, 192)``.
+            ``"hevitpose_b"``) or a :class:`~tokenprune_models.hevitpose.model.HEViTPoseConfig`.
+        overrides: :class:`~tokenprune_models.hevitpose.model.HEViTPoseConfig` fields to replace,
+            e.g. ``num_keypoints=17`` (COCO) or ``image_size=(256, 192)``.
 
     Raises:
         ValueError: an unknown preset name or a bad field value.
         TypeError: an override that is no field.
     """
     return HEViTPose(resolve_config(config, PRESETS, overrides))
+
+
+def checkpoint_filter(
+    checkpoint: object,
+    model: HEViTPose,
+    *,
+    official: bool = False,
+    source: str | os.PathLike | None = None,
+) -> dict[str, Tensor]:
+    """HEViTPose's one way from a checkpoint to the model's state_dict (used by
+    :func:`tokenprune_models.create_model`): a checkpoint of this project's training engine (the
+    weights its evaluation used) or a state_dict, bare or wrapped, checked against ``model``;
+    ``source``, the file it was read from, is named in errors.
+
+    Raises:
+        ValueError: ``official``: HEViTPose's configurations are this project's, so there is no
+            official checkpoint to convert; or no state_dict, or entries that do not fit the
+            model (missing, unexpected, mis-shaped; listed).
+    """
+    if official:
+        raise ValueError("HEViTPose has no official checkpoints to convert (its configurations "
+                         "are this project's); give a checkpoint of this project instead")
+    return weights_for_model(checkpoint, model, source)

@@ -3,7 +3,7 @@ attention and a heatmap head.
 
 HEViTPose (Wu, Tan, Li, arXiv 2311.13615) has no public code; this module follows the network
 figure of the official repository, and every choice the figure leaves open is this project's
-(listed in :mod:`models.hevitpose.build` and the README):
+(listed in :mod:`tokenprune_models.hevitpose.build` and the README):
 
 * three stages at 1/4, 1/8 and 1/16 of the input, each an overlapping patch embedding (a
   strided convolution whose kernel exceeds its stride by the overlap width, PEOW) followed by
@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from einops import rearrange
 from torch import Tensor, nn
 
-from models.common.inputs import check_images
-
+from ..common.inputs import check_images
 from .cgsr import CGSRAttention
 
 __all__ = ["HEViTPose", "HEViTPoseConfig", "OverlapPatchEmbed", "SandwichBlock"]
@@ -31,7 +30,7 @@ __all__ = ["HEViTPose", "HEViTPoseConfig", "OverlapPatchEmbed", "SandwichBlock"]
 
 @dataclass(frozen=True)
 class HEViTPoseConfig:
-    """A HEViTPose network (the named ones: ``models.hevitpose.PRESETS``).
+    """A HEViTPose network (the named ones: ``tokenprune_models.hevitpose.PRESETS``).
 
     Attributes:
         widths: channels of the three stages.

@@ -1,7 +1,8 @@
 """HoT (Hourglass Tokenizer, CVPR 2024) on MixSTE, assembled from tokenprune.
 
-Training and evaluation: ``python -m models.hot.train`` (:mod:`models.hot.train`, the 3-D
-lifting task of the shared engine :mod:`models.common.engine`)."""
+Training and evaluation: ``python -m tokenprune_models.hot.train``
+(:mod:`tokenprune_models.hot.train`, the 3-D lifting task of the shared engine
+:mod:`tokenprune_models.common.engine`)."""
 
 from .build import (
     CONFIGS,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from models.common.checkpoint import load_state_dict_file
-
-from .convert import convert_official_state_dict
+from ..common.checkpoint import read_weights_only
+from .convert import checkpoint_filter
 from .model import MixSTE, MixSTEConfig
 
 __all__ = [
@@ -59,7 +58,7 @@ def load_official_checkpoint(path: str | os.PathLike, variant: str = "hot", **ov
     The file is read with ``torch.load(weights_only=True)``; a dict wrapping the state_dict
     (HoT saves ``{"model": ...}`` or the bare state_dict) is unwrapped.
     """
+    checkpoint = read_weights_only(path)
     model = build_hot_mixste(variant, **overrides)
-    converted = convert_official_state_dict(load_state_dict_file(path), model=model, source=path)
-    model.load_state_dict(converted, strict=True)
+    model.load_state_dict(checkpoint_filter(checkpoint, model, official=True, source=path))
     return model.eval()

@@ -1,4 +1,6 @@
-"""Loading HoT / MixSTE weights in the official implementation's state_dict layout."""
+"""Loading MixSTE / HoT weights: :func:`checkpoint_filter` turns any checkpoint (this project's
+or an official release, whose state_dict layout :func:`convert_official_state_dict` maps) into
+the model's state_dict."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from models.common.official_blocks import check_names, check_official_layout
+from ..common.checkpoint import extract_state_dict, source_label, weights_for_model
+from ..common.official_blocks import check_names, check_official_layout
 
-__all__ = ["convert_official_state_dict", "official_name"]
+__all__ = ["checkpoint_filter", "convert_official_state_dict", "official_name"]
 
 _RENAMES = {
     "Spatial_patch_to_embedding.weight": "joint_embed.weight",
@@ -56,7 +59,7 @@ _INVERSE_RENAMES = {ours: official for official, ours in _RENAMES.items()}
 
 
 def official_name(ours: str) -> str:
-    """The official name of one of our :class:`~models.hot.MixSTE` entries (inverse of
+    """The official name of one of our :class:`~tokenprune_models.hot.MixSTE` entries (inverse of
     :func:`convert_official_state_dict`)."""
     if ours in _INVERSE_RENAMES:
         return _INVERSE_RENAMES[ours]
@@ -77,7 +80,7 @@ def convert_official_state_dict(
     source: str | os.PathLike | None = None,
 ) -> dict[str, Tensor]:
     """Map an official MixSTE / HoT (seq2seq ``hot_mixste``, seq2frame ``tpc_mixste``)
-    state_dict onto :class:`models.hot.MixSTE`.
+    state_dict onto :class:`tokenprune_models.hot.MixSTE`.
 
     Args:
         state_dict: the official state_dict; ``module.`` prefixes (DataParallel) are removed.
@@ -114,3 +117,38 @@ def convert_official_state_dict(
         prefix = "" if where is None else f"{where}: "
         raise ValueError(f"{prefix}entries not in {_LAYOUT}: {sorted(unknown)[:10]}")
     return converted
+
+
+def checkpoint_filter(
+    checkpoint: object,
+    model: nn.Module,
+    *,
+    official: bool = False,
+    source: str | os.PathLike | None = None,
+) -> dict[str, Tensor]:
+    """MixSTE's and HoT's one way from a checkpoint to the model's state_dict (used by
+    :func:`tokenprune_models.create_model` and
+    :func:`~tokenprune_models.hot.build.load_official_checkpoint`).
+
+    Args:
+        checkpoint: what ``torch.load`` read from the file.
+        model: the :class:`~tokenprune_models.hot.model.MixSTE` to load the result into; the
+            entries are checked against it.
+        official: False: a checkpoint of this project's training engine (the weights its
+            evaluation used) or a state_dict, bare or wrapped (e.g. the shipped half-precision
+            weights). True: a checkpoint released with the official MixSTE or HoT code
+            (``{"model": ...}`` or the bare state_dict), converted
+            (:func:`convert_official_state_dict`).
+        source: the file the checkpoint was read from, named in errors.
+
+    Returns:
+        A state_dict for ``model.load_state_dict(..., strict=True)``.
+
+    Raises:
+        ValueError: naming ``source``: no state_dict, or entries that do not fit the model
+            (missing, unexpected, mis-shaped; official ones under their official names).
+    """
+    if not official:
+        return weights_for_model(checkpoint, model, source)
+    state_dict = extract_state_dict(checkpoint, source_label(source))
+    return convert_official_state_dict(state_dict, model=model, source=source)

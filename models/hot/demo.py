@@ -2,21 +2,21 @@
 
 1. writes the synthetic 3-D motion set (``data/synthetic3d``: 300 frames per sequence, seed 0;
    once);
-2. loads the shipped weights (:mod:`models.hot.pretrained`: 27-frame clips, width 64, 8 loops;
-   HoT keeps 9 of the 27 frames after loop 1 and recovers them before the head), trained by this
-   project on a larger set from the same generator; with ``--from-scratch`` it trains both
+2. loads the shipped weights (:mod:`tokenprune_models.hot.pretrained`: 27-frame clips, width 64, 8
+   loops; HoT keeps 9 of the 27 frames after loop 1 and recovers them before the head), trained by
+   this project on a larger set from the same generator; with ``--from-scratch`` it trains both
    models for ``--steps`` steps instead;
 3. prints MPJPE and P-MPJPE (mm, flip test) on the test subjects (S9, S11), parameters, FLOPs
    (HoT's convention and with attention) and CPU latency per clip (the models taking turns),
    next to a baseline that predicts the training set's mean pose for every frame;
 4. fine-tunes HoT w. MixSTE for ``--finetune-steps`` steps on the training subjects with the
-   training engine (``models/hot/configs/synthetic_hot.yaml``, as ``python -m models.hot.train``)
-   and evaluates it again, to show that training runs;
+   training engine (``models/hot/configs/synthetic_hot.yaml``, as
+   ``python -m tokenprune_models.hot.train``) and evaluates it again, to show that training runs;
 5. writes ``runs/hot_demo/results.md`` and ``results.json``.
 
-    python -m models.hot.demo                   # under a minute on 2 cores
-    python -m models.hot.demo --from-scratch    # train both for --steps steps instead
-    python -m models.hot.demo --quick           # a smoke run (a few steps, tiny data)
+    python -m tokenprune_models.hot.demo                   # under a minute on 2 cores
+    python -m tokenprune_models.hot.demo --from-scratch    # train both for --steps steps instead
+    python -m tokenprune_models.hot.demo --quick           # a smoke run (a few steps, tiny data)
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ from pathlib import Path
 
 import torch
 
-from models.common.engine import Trainer, load_config
-from models.common.reporting import write_results
-from models.common.timing import interleaved_latency_ms
-from models.pose3d.h36m import PoseSequence, load_split
-from models.pose3d.synthetic import ACTIONS, SUBJECTS, write_dataset
 from tokenprune import count_flops
 
+from ..common.cli import HelpFormatter, int_at_least
+from ..common.engine import Trainer, load_config
+from ..common.reporting import write_results
+from ..common.timing import interleaved_latency_ms
+from ..pose3d.h36m import PoseSequence, load_split
+from ..pose3d.synthetic import ACTIONS, SUBJECTS, write_dataset
 from .evaluation import evaluate, score_sequences
 from .model import MixSTE
 from .pretrained import PRETRAINED, load_pretrained
@@ -110,21 +111,22 @@ def _relative(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("data/synthetic3d"))
-    parser.add_argument("--output", type=Path, default=Path("runs/hot_demo"))
-    parser.add_argument("--from-scratch", action="store_true",
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)  # fmt: skip
+    parser.add_argument("--data", type=Path, default=Path("data/synthetic3d"),
+                        help="synthetic motion folder (written there once)")  # fmt: skip
+    parser.add_argument("--output", type=Path, default=Path("runs/hot_demo"),
+                        help="results folder")  # fmt: skip
+    parser.add_argument("--from-scratch", action=argparse.BooleanOptionalAction, default=False,
                         help="train both models for --steps steps instead of loading the "
                         "shipped weights")  # fmt: skip
-    parser.add_argument("--steps", type=int, default=200,
+    parser.add_argument("--steps", type=int_at_least(1), default=200,
                         help="training steps per model with --from-scratch")  # fmt: skip
-    parser.add_argument("--finetune-steps", type=int, default=100,
+    parser.add_argument("--finetune-steps", type=int_at_least(0), default=100,
                         help="fine-tune steps of HoT w. MixSTE (0: none)")  # fmt: skip
-    parser.add_argument("--quick", action="store_true", help="a smoke run for tests")
+    parser.add_argument("--quick", action=argparse.BooleanOptionalAction, default=False,
+                        help="a smoke run for tests: 40-frame sequences, 2 steps")
     args = parser.parse_args(argv)
-    for flag in ("steps", "finetune_steps"):
-        if getattr(args, flag) < 0 or (flag == "steps" and args.steps == 0):
-            parser.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
     start = time.perf_counter()
     frames_per_sequence, batch_size = 300, 16
     if args.quick:

@@ -7,10 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from models.pose3d.h36m import PoseSequence
-from models.pose3d.metrics import action_average, mpjpe, p_mpjpe
-from models.pose3d.skeleton import flip_pose
-
+from ..pose3d.h36m import PoseSequence
+from ..pose3d.metrics import action_average, mpjpe, p_mpjpe
+from ..pose3d.skeleton import flip_pose
 from .model import MixSTE
 
 __all__ = ["evaluate", "predict_clips", "predict_sequence", "score_sequences"]

@@ -116,7 +116,7 @@ class MixSTE(nn.Module):
     ``spatial_blocks.i`` / ``temporal_blocks.i`` (:class:`tokenprune.TransformerBlock`),
     ``spatial_norm``, ``temporal_norm``, ``slot_pos [1, num_kept, D]`` (seq2seq HoT),
     ``recovery`` (seq2seq HoT), ``head_norm``, ``head``. The official layout converts with
-    :func:`models.hot.convert_official_state_dict`.
+    :func:`tokenprune_models.hot.convert_official_state_dict`.
     """
 
     def __init__(self, config: MixSTEConfig) -> None:

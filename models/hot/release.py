@@ -1,11 +1,11 @@
 """Ship the weights of a finished MixSTE / HoT training run: half-precision weights only, a
 learning-curve plot and a JSON record of how they were made.
 
-    python -m models.hot.release hot_mixste_synthetic runs/hot_synthetic/hot \\
+    python -m tokenprune_models.hot.release hot_mixste_synthetic runs/hot_synthetic/hot \\
         --data data/synthetic3d_1500
 
 The run's ``last.pt`` (the final weights, not ``best.pt``: that one is chosen on the test split)
-becomes the entry's weights file (:data:`models.hot.pretrained.PRETRAINED`);
+becomes the entry's weights file (:data:`tokenprune_models.hot.pretrained.PRETRAINED`);
 ``<file>_curve.png`` plots the training loss and the test MPJPE against the step;
 ``<file>.json`` records the training config (the network's and the engine's settings), seed,
 steps, training wall time, the last evaluation and the software versions.
@@ -20,11 +20,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from models.common.atomic import write_text_atomic
-from models.common.curves import plot_learning_curve, read_learning_curve
-from models.common.engine import load_training_checkpoint
-from models.common.release import save_half_precision, software, training_seconds
-
+from ..common.atomic import write_text_atomic
+from ..common.cli import USER_ERRORS, HelpFormatter, exit_with_error
+from ..common.curves import plot_learning_curve, read_learning_curve
+from ..common.engine import load_training_checkpoint
+from ..common.release import save_half_precision, software, training_seconds
 from .pretrained import PRETRAINED
 
 
@@ -75,13 +75,19 @@ def release(name: str, run: str | os.PathLike, data: str | os.PathLike | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)  # fmt: skip
     parser.add_argument("name", choices=sorted(PRETRAINED), help="the PRETRAINED entry")
     parser.add_argument("run", type=Path, help="the training output folder (last.pt, "
                         "metrics.jsonl)")  # fmt: skip
-    parser.add_argument("--data", type=Path, help="the training data folder, for the record")
+    parser.add_argument("--data", type=Path, help="the training data folder, for the record "
+                        "(default: none, recorded as null)")  # fmt: skip
     args = parser.parse_args(argv)
-    print(json.dumps(release(args.name, args.run, args.data), indent=2))
+    try:
+        record = release(args.name, args.run, args.data)
+    except USER_ERRORS as error:  # a missing or foreign run folder, checkpoint or metrics file
+        exit_with_error(parser, error)
+    print(json.dumps(record, indent=2))
     return 0
 
 

@@ -1,25 +1,25 @@
 """Train or evaluate MixSTE / HoT on 3-D lifting (Human3.6M layout or the synthetic motion set).
 
-    python -m models.pose3d.synthetic --output data/synthetic3d        # the embedded data set
-    python -m models.hot.train --config models/hot/configs/synthetic_hot.yaml \\
+    python -m tokenprune_models.pose3d.synthetic --output data/synthetic3d   # the embedded data set
+    python -m tokenprune_models.hot.train --config models/hot/configs/synthetic_hot.yaml \\
         --data data/synthetic3d --output runs/hot
-    python -m models.hot.train --config models/hot/configs/h36m_hot.yaml --data data/h36m \\
-        --output runs/hot_h36m                     # HoT's published recipe (243 frames)
-    python -m models.hot.train ... --set train.epochs=2 --set model.dim=32   # any entry
-    python -m models.hot.train ... --resume runs/hot/last.pt
-    python -m models.hot.train ... --eval-only --checkpoint runs/hot/best.pt
-    python -m models.hot.train ... --eval-only --official-checkpoint hot_mixste.pth
-    torchrun --nproc_per_node 4 -m models.hot.train ...      # several GPUs (DDP)
+    python -m tokenprune_models.hot.train --config models/hot/configs/h36m_hot.yaml \\
+        --data data/h36m --output runs/hot_h36m        # HoT's published recipe (243 frames)
+    python -m tokenprune_models.hot.train ... --set train.epochs=2 --set model.dim=32   # any entry
+    python -m tokenprune_models.hot.train ... --resume runs/hot/last.pt
+    python -m tokenprune_models.hot.train ... --eval-only --checkpoint runs/hot/best.pt
+    python -m tokenprune_models.hot.train ... --eval-only --official-checkpoint hot_mixste.pth
+    torchrun --nproc_per_node 4 -m tokenprune_models.hot.train ...      # several GPUs (DDP)
 
 A config has the sections ``model`` (``variant``: ``hot``, ``tpc`` or ``mixste``, and
-:class:`~models.hot.model.MixSTEConfig` fields overriding the variant's), ``data``
+:class:`~tokenprune_models.hot.model.MixSTEConfig` fields overriding the variant's), ``data``
 (:class:`LiftingData`) and ``train`` (:class:`LiftingTrainConfig`); the loop, its checkpoints
-(mid-epoch exact resume) and logs are the engine's (:mod:`models.common.engine`).
+(mid-epoch exact resume) and logs are the engine's (:mod:`tokenprune_models.common.engine`).
 
-The recipe is HoT's: AdamW (weight decay 0.1), the learning rate times 0.99 after every epoch,
-the loss of :mod:`models.hot.loss` on root-relative poses, horizontal flips for training and a
-flip test for evaluation. MPJPE and P-MPJPE are in millimetres, every test frame scored, pooled
-per action and averaged over actions (Protocol #1 and #2; :mod:`models.hot.evaluation`);
+The recipe is HoT's: AdamW (weight decay 0.1), the learning rate times 0.99 after every epoch, the
+loss of :mod:`tokenprune_models.hot.loss` on root-relative poses, horizontal flips for training and
+a flip test for evaluation. MPJPE and P-MPJPE are in millimetres, every test frame scored, pooled
+per action and averaged over actions (Protocol #1 and #2; :mod:`tokenprune_models.hot.evaluation`);
 ``best.pt`` is kept at the lowest test MPJPE, as HoT selects.
 """
 
@@ -35,8 +35,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from models.common.atomic import write_text_atomic
-from models.common.engine import (
+from tokenprune.checks import check_bool, check_float, check_number
+
+from ..common.atomic import write_text_atomic
+from ..common.engine import (
     ModelFamily,
     Task,
     TrainConfig,
@@ -45,9 +47,7 @@ from models.common.engine import (
     config_from,
     run,
 )
-from models.pose3d.h36m import ClipDataset, PoseSequence, load_split
-from tokenprune.checks import check_bool, check_float, check_number
-
+from ..pose3d.h36m import ClipDataset, PoseSequence, load_split
 from .build import CONFIGS, load_official_checkpoint, mixste_config
 from .evaluation import evaluate, predict_clips
 from .loss import lifting_loss
@@ -98,7 +98,7 @@ class LiftingTask(Task):
     3-D poses ``[B, F, J, 3]`` (seq2frame: the kept frames only) with HoT's recipe.
 
     Attributes:
-        model: the network (:data:`~models.hot.build.CONFIGS` and :func:`make_task`).
+        model: the network (:data:`~tokenprune_models.hot.build.CONFIGS` and :func:`make_task`).
     """
 
     model: MixSTEConfig = field(default_factory=lambda: CONFIGS["hot"])
@@ -122,7 +122,7 @@ class LiftingTask(Task):
         return config.lr_decay ** (step // steps_per_epoch)
 
     def loss(self, outputs: MixSTEOutput, batch: dict[str, Tensor], epoch: float) -> Tensor:
-        """HoT's loss (:func:`~models.hot.loss.lifting_loss`) against ``targets_3d``; a
+        """HoT's loss (:func:`~tokenprune_models.hot.loss.lifting_loss`) against ``targets_3d``; a
         seq2frame model is scored on the frames it kept."""
         target = batch["targets_3d"]
         if outputs.poses.shape[1] != target.shape[1]:
@@ -132,13 +132,13 @@ class LiftingTask(Task):
 
     def predict(self, model: nn.Module, inputs: Tensor, flip: bool) -> tuple[Tensor, Tensor | None]:
         """``(poses [B, F or num_kept, J, 3], kept frames [B, num_kept] or None)`` of clips
-        ``[B, F, J, 2]`` (see :func:`~models.hot.evaluation.predict_clips`)."""
+        ``[B, F, J, 2]`` (see :func:`~tokenprune_models.hot.evaluation.predict_clips`)."""
         return predict_clips(model, inputs, flip)
 
     def evaluate(self, model: nn.Module, data: list[PoseSequence], device: torch.device,
                  config: TrainConfig, results_path: Path | None = None) -> dict:  # fmt: skip
         """MPJPE / P-MPJPE (mm) on the test sequences ``data``, every frame scored (see
-        :func:`~models.hot.evaluation.evaluate`); written as JSON to ``results_path``."""
+        :func:`~tokenprune_models.hot.evaluation.evaluate`); written as JSON to ``results_path``."""
         metrics = evaluate(model, data, config.flip_test, config.batch_size)
         if results_path is not None:
             write_text_atomic(results_path, json.dumps(metrics, indent=2))
@@ -151,7 +151,7 @@ class LiftingTask(Task):
 
 def make_task(config: dict) -> LiftingTask:
     """The task of a config's ``model`` section: ``variant`` and :class:`MixSTEConfig` fields
-    overriding the variant's (see :func:`~models.hot.build.mixste_config`).
+    overriding the variant's (see :func:`~tokenprune_models.hot.build.mixste_config`).
 
     Raises:
         ValueError: an unknown key (the valid ones listed), variant or invalid sizes.
@@ -187,7 +187,7 @@ def build_trainer(
 
 def load_official(path: str | os.PathLike, task: LiftingTask) -> MixSTE:
     """The task's network with an official MixSTE / HoT checkpoint's weights (see
-    :func:`~models.hot.build.load_official_checkpoint`)."""
+    :func:`~tokenprune_models.hot.build.load_official_checkpoint`)."""
     return load_official_checkpoint(path, **asdict(task.model))
 
 

@@ -1,18 +1,18 @@
 """The training / evaluation command line of the 2-D pose families.
 
 A family (GTPT, TokenPose, PPT, DPPT, ...) describes itself with a :class:`ModelFamily`: how a
-config becomes a :class:`~models.pose.engine.PoseTask` and, optionally, how a checkpoint of the
-official implementation is loaded. :func:`run` (the engine's, :func:`models.common.engine.run`)
-is then the whole CLI:
+config becomes a :class:`~tokenprune_models.pose.engine.PoseTask` and, optionally, how a
+checkpoint of the official implementation is loaded. :func:`run` (the engine's,
+:func:`tokenprune_models.common.engine.run`) is then the whole CLI:
 
-    python -m models.<family>.train --config CONFIG --data ROOT [--output DIR]
+    python -m tokenprune_models.<family>.train --config CONFIG --data ROOT [--output DIR]
         [--set section.key=value ...] [--resume last.pt] [--device cpu]
         [--eval-only (--checkpoint best.pt | --official-checkpoint file.pth)]
 
 A config is YAML with the sections ``model`` and ``curriculum`` (given to the family),
 ``data`` (annotation and image paths relative to ``--data``; COCO's layout by default),
-``train`` (:class:`~models.pose.engine.PoseTrainConfig`) and ``augmentation``
-(:class:`~models.pose.transforms.Augmentation`).
+``train`` (:class:`~tokenprune_models.pose.engine.PoseTrainConfig`) and ``augmentation``
+(:class:`~tokenprune_models.pose.transforms.Augmentation`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from models.common import engine
-from models.common.engine import Trainer, check_keys, config_from, run
-
+from ..common import engine
+from ..common.engine import Trainer, check_keys, config_from, run
 from .data import KeypointDataset
 from .engine import PoseTask
 from .transforms import Augmentation
@@ -42,7 +41,7 @@ SECTIONS = ("model", "curriculum", "data", "train", "augmentation")
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict:
     """Read a 2-D family's YAML config and apply ``section.key=value`` overrides (see
-    :func:`models.common.engine.load_config`)."""
+    :func:`tokenprune_models.common.engine.load_config`)."""
     return engine.load_config(path, overrides, SECTIONS)
 
 

@@ -21,9 +21,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from models.common.codec import KeypointCodec
-from models.common.keypoints import flip_permutation
-
+from ..common.codec import KeypointCodec
+from ..common.keypoints import flip_permutation
 from .transforms import (
     Augmentation,
     affine_matrix,
@@ -268,7 +267,7 @@ class KeypointDataset(Dataset):
         annotation_file, image_dir: a COCO-format keypoint data set.
         image_size: model input ``(height, width)``.
         num_keypoints: 17 or 133.
-        codec: the model's codec (e.g. :class:`~models.common.simcc.SimCCCodec`), which
+        codec: the model's codec (e.g. :class:`~tokenprune_models.common.simcc.SimCCCodec`), which
             encodes each item's keypoints into its training targets; None: no targets.
         augmentation: training augmentation, or None (validation).
         flip_pairs: left/right pairs, needed for flip augmentation.

@@ -1,8 +1,8 @@
-"""The 2-D pose task of the training engine (:mod:`models.common.engine`).
+"""The 2-D pose task of the training engine (:mod:`tokenprune_models.common.engine`).
 
 :class:`PoseTask` is what a top-down keypoint family (GTPT, TokenPose/PPT, DPPT) implements: the
-model, the loss of a batch of :class:`~models.pose.data.KeypointDataset` items, the keypoint
-predictions and the codec its data and predictions share. It supplies the rest of the
+model, the loss of a batch of :class:`~tokenprune_models.pose.data.KeypointDataset` items, the
+keypoint predictions and the codec its data and predictions share. It supplies the rest of the
 published 2-D recipe: Adam with a linear warmup and a step (or cosine) schedule
 (:class:`PoseTrainConfig`) and OKS AP/AR evaluation with pycocotools (:func:`evaluate_model`).
 """
@@ -20,10 +20,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from models.common.codec import KeypointCodec
-from models.common.engine import Task, TrainConfig
 from tokenprune.checks import check_int
 
+from ..common.codec import KeypointCodec
+from ..common.engine import Task, TrainConfig
 from .data import KeypointDataset
 from .evaluation import evaluate_keypoints, evaluate_wholebody, keypoint_results, write_results
 from .transforms import affine_matrix, transform_points

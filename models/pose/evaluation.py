@@ -19,9 +19,8 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from models.common.atomic import write_text_atomic
-from models.common.keypoints import COCO_SIGMAS, WHOLEBODY_SIGMAS
-
+from ..common.atomic import write_text_atomic
+from ..common.keypoints import COCO_SIGMAS, WHOLEBODY_SIGMAS
 from .data import WHOLEBODY_KEYS, _read_json
 
 __all__ = [

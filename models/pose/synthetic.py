@@ -10,7 +10,12 @@ The labels follow the COCO keypoint format (17 body keypoints) or the COCO-Whole
 occluded ones inside the image, 0 (and coordinates 0) outside it; ``bbox`` and ``area`` come
 from the rendered silhouette. Everything is deterministic given the seed.
 
-    python -m models.pose.synthetic data/synthetic --train 1600 --val 200
+    python -m tokenprune_models.pose.synthetic --output data/synthetic --train 1600 --val 200
+
+Files: ``images/<split>/<id>.jpg`` and ``annotations/person_keypoints_<split>.json`` (or
+``coco_wholebody_<split>.json``), for the splits ``train`` and ``val``; a training config names
+them in its ``data`` section (:func:`data_section`; every ``configs/synthetic_*.yaml`` of the
+2-D families carries it).
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from models.common.atomic import write_text_atomic
-from models.common.keypoints import COCO_KEYPOINTS
+from ..common.atomic import write_text_atomic
+from ..common.cli import HelpFormatter, int_at_least
+from ..common.keypoints import COCO_KEYPOINTS
 
-__all__ = ["generate_split", "render_image"]
+__all__ = ["data_section", "generate_split", "main", "render_image"]
 
 SKELETON = [  # COCO's 1-based limb list, for the annotation file's category
     [16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8],
@@ -372,18 +378,35 @@ def generate_split(
     return write_text_atomic(ann_dir / name, json.dumps(data))
 
 
+def data_section(wholebody: bool = False) -> dict[str, str]:
+    """The ``data`` section of a training config for a data set of this generator: its
+    annotation files and image folders relative to the data root (see
+    :data:`tokenprune_models.pose.cli.COCO_DATA` for the keys)."""
+    names = {split: f"coco_wholebody_{split}.json" if wholebody else
+             f"person_keypoints_{split}.json" for split in ("train", "val")}  # fmt: skip
+    return {
+        "train_annotations": f"annotations/{names['train']}", "train_images": "images/train",
+        "val_annotations": f"annotations/{names['val']}", "val_images": "images/val",
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path)
-    parser.add_argument("--train", type=int, default=1600, help="training images")
-    parser.add_argument("--val", type=int, default=200, help="validation images")
-    parser.add_argument("--wholebody", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
+    """The command line: render the ``train`` and ``val`` splits into ``--output``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)  # fmt: skip
+    parser.add_argument("--output", type=Path, default=Path("data/synthetic"),
+                        help="data set folder (created; files of the same names are replaced)")
+    parser.add_argument("--train", type=int_at_least(0), default=1600, help="training images")
+    parser.add_argument("--val", type=int_at_least(0), default=200, help="validation images")
+    parser.add_argument("--wholebody", action=argparse.BooleanOptionalAction, default=False,
+                        help="COCO-WholeBody labels (133 keypoints) instead of COCO's 17")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="base seed of every image")
+    parser.add_argument("--size", type=int_at_least(32), nargs=2, default=[256, 256],
+                        metavar=("H", "W"), help="image height and width in pixels")
     args = parser.parse_args(argv)
     for split, count in (("train", args.train), ("val", args.val)):
-        path = generate_split(args.root, split, count, wholebody=args.wholebody, seed=args.seed,
-                              image_size=tuple(args.size))  # fmt: skip
+        path = generate_split(args.output, split, count, wholebody=args.wholebody,
+                              seed=args.seed, image_size=tuple(args.size))  # fmt: skip
         print(f"wrote {count} images and {path}")
     return 0
 

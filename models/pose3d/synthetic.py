@@ -12,7 +12,7 @@ Written files (see :mod:`.h36m`): ``data_3d_<name>.npz`` (17-joint world positio
 ``data_2d_<name>_gt.npz`` (exact projections) and ``data_2d_<name>_<detector>.npz`` (noisy);
 both 2-D files carry the ``cameras`` entry.
 
-    python -m models.pose3d.synthetic --output data/synthetic3d
+    python -m tokenprune_models.pose3d.synthetic --output data/synthetic3d
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.common.atomic import atomic_path
-
+from ..common.atomic import atomic_path
+from ..common.cli import HelpFormatter, float_at_least, int_at_least
 from .camera import Camera, matrix_to_quaternion
 from .h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, h36m_cameras
 from .skeleton import H36M_PARENTS, JOINTS_LEFT, JOINTS_RIGHT, NUM_JOINTS
@@ -314,12 +314,19 @@ def write_dataset(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=Path("data/synthetic3d"))
-    parser.add_argument("--name", default="synthetic")
-    parser.add_argument("--frames", type=int, default=300, help="frames per sequence (50 fps)")
-    parser.add_argument("--noise", type=float, default=3.0, help="2-D noise, pixels")
-    parser.add_argument("--seed", type=int, default=0)
+    """The command line: write a data set of every subject and action into ``--output``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)  # fmt: skip
+    parser.add_argument("--output", type=Path, default=Path("data/synthetic3d"),
+                        help="data set folder (created; files of the same names are replaced)")
+    parser.add_argument("--name", default="synthetic",
+                        help="data set name: data_3d_<name>.npz, data_2d_<name>_*.npz")
+    parser.add_argument("--frames", type=int_at_least(1), default=300,
+                        help="frames per sequence (50 fps; each gets up to 20%% more)")
+    parser.add_argument("--noise", type=float_at_least(0), default=3.0,
+                        help="standard deviation of the detections' 2-D noise, pixels")
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
+                        help="everything follows from it")  # fmt: skip
     args = parser.parse_args(argv)
     paths = write_dataset(args.output, args.name, frames=args.frames, noise_px=args.noise,
                           seed=args.seed)  # fmt: skip

@@ -1,10 +1,10 @@
 """PPT: the token-pruned pose transformer, i.e. TokenPose pruned by keypoint attention.
 
-Built in :mod:`models.tokenpose` (presets ``"ppt_s"`` and ``"ppt_b"``); this package is its
-name.
+Built in :mod:`tokenprune_models.tokenpose` (presets ``"ppt_s"`` and ``"ppt_b"``); this package
+is its name.
 """
 
-from models.tokenpose import (
+from ..tokenpose import (
     PRESETS,
     TokenPose,
     TokenPoseConfig,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.common.presets import resolve_config
-
+from ..common.presets import resolve_config
 from .config import PRESETS, TokenPoseConfig
 from .model import TokenPose
 
@@ -16,15 +15,15 @@ def build_tokenpose(
     """TokenPose-S-v1 / -B or PPT-S / -B.
 
     Args:
-        config: a key of :data:`~models.tokenpose.config.PRESETS` (``"tokenpose_s"``,
+        config: a key of :data:`~tokenprune_models.tokenpose.config.PRESETS` (``"tokenpose_s"``,
             ``"tokenpose_b"``, ``"ppt_s"``, ``"ppt_b"``) or a
-            :class:`~models.tokenpose.config.TokenPoseConfig`. The S models have the stem-net,
-            the B models HRNet-W32's stages 1-3; PPT prunes after layers 4, 7 and 10 by its
-            keypoint tokens' attention (256 -> 180 -> 126 -> 89 visual tokens at the published
+            :class:`~tokenprune_models.tokenpose.config.TokenPoseConfig`. The S models have the
+            stem-net, the B models HRNet-W32's stages 1-3; PPT prunes after layers 4, 7 and 10 by
+            its keypoint tokens' attention (256 -> 180 -> 126 -> 89 visual tokens at the published
             ratio 0.7).
         backend: attention backend of every :class:`~tokenprune.MultiHeadGroupAttention`.
-        overrides: :class:`~models.tokenpose.config.TokenPoseConfig` fields to replace, e.g.
-            ``num_keypoints=133``, ``image_size=(128, 96)`` or ``keep_rate=0.5``.
+        overrides: :class:`~tokenprune_models.tokenpose.config.TokenPoseConfig` fields to
+            replace, e.g. ``num_keypoints=133``, ``image_size=(128, 96)`` or ``keep_rate=0.5``.
 
     Raises:
         ValueError: an unknown preset name or a bad field value.

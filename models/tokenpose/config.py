@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from models.common.codec import check_size
-from models.common.heatmap import HeatmapCodec
+from ..common.codec import check_size
+from ..common.heatmap import HeatmapCodec
 
 __all__ = ["PRESETS", "STEM_STRIDE", "TokenPoseConfig"]
 
@@ -32,8 +32,8 @@ class TokenPoseConfig:
 
     Raises:
         TypeError, ValueError: a field of the wrong type or value, named (the remaining checks,
-            which need the network, run when :class:`~models.tokenpose.model.TokenPose` is
-            built).
+            which need the network, run when
+            :class:`~tokenprune_models.tokenpose.model.TokenPose` is built).
     """
 
     stem: str = "stemnet"

@@ -1,4 +1,6 @@
-"""Loading weights in the official TokenPose / PPT state_dict layout."""
+"""Loading TokenPose / PPT weights: :func:`checkpoint_filter` turns any checkpoint (this
+project's or an official release, whose state_dict layout :func:`convert_official_state_dict`
+maps) into the model's state_dict."""
 
 from __future__ import annotations
 
@@ -9,18 +11,24 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from models.common.checkpoint import load_state_dict_file
-from models.common.official_blocks import (
+from ..common.checkpoint import (
+    extract_state_dict,
+    read_weights_only,
+    source_label,
+    weights_for_model,
+)
+from ..common.official_blocks import (
     check_names,
     check_official_layout,
     is_ppt_layout,
     official_layer_entry,
     rename_layer_entry,
 )
-
 from .model import TokenPose
 
-__all__ = ["convert_official_state_dict", "load_official_checkpoint", "official_name"]
+__all__ = [
+    "checkpoint_filter", "convert_official_state_dict", "load_official_checkpoint", "official_name",
+]  # fmt: skip
 
 _STEM = ("conv1.", "bn1.", "conv2.", "bn2.", "layer1.", "transition1.", "stage2.", "transition2.",
          "stage3.")  # fmt: skip
@@ -83,9 +91,9 @@ def convert_official_state_dict(
     model: nn.Module | None = None,
     source: str | os.PathLike | None = None,
 ) -> dict[str, Tensor]:
-    """Map an official TokenPose / PPT state_dict onto :class:`models.tokenpose.TokenPose`: the
-    S layout (``features.*`` entries, either layer layout) or the B layout (``pre_feature.*``
-    HRNet stem, ``transformer.*`` the rest).
+    """Map an official TokenPose / PPT state_dict onto
+    :class:`tokenprune_models.tokenpose.TokenPose`: the S layout (``features.*`` entries, either
+    layer layout) or the B layout (``pre_feature.*`` HRNet stem, ``transformer.*`` the rest).
 
     The B layout is inferred from the official model definition (HRNet's own submodule names
     under ``pre_feature``); no released B checkpoint or official output was available to check
@@ -165,8 +173,41 @@ def load_official_checkpoint(path: str | os.PathLike, model: TokenPose) -> Token
             or entries that do not fit ``model`` (the missing, unexpected and mis-shaped ones
             listed under their official names).
     """
-    state_dict = load_state_dict_file(path)
-    check_positional_table(state_dict, model, path)
-    converted = convert_official_state_dict(state_dict, model=model, source=path)
-    model.load_state_dict(converted, strict=True)
+    model.load_state_dict(checkpoint_filter(read_weights_only(path), model, official=True,
+                                            source=path))  # fmt: skip
     return model.eval()
+
+
+def checkpoint_filter(
+    checkpoint: object,
+    model: TokenPose,
+    *,
+    official: bool = False,
+    source: str | os.PathLike | None = None,
+) -> dict[str, Tensor]:
+    """TokenPose's and PPT's (and DPPT's) one way from a checkpoint to the model's state_dict
+    (used by :func:`tokenprune_models.create_model`, :func:`load_official_checkpoint` and DPPT's
+    teacher).
+
+    Args:
+        checkpoint: what ``torch.load`` read from the file.
+        model: the TokenPose to load the result into; the entries are checked against it.
+        official: False: a checkpoint of this project's training engine (the weights its
+            evaluation used) or a state_dict, bare or wrapped. True: a checkpoint released with
+            the official TokenPose or PPT code, converted (:func:`convert_official_state_dict`)
+            once its positional table is found to be the model's sine table.
+        source: the file the checkpoint was read from, named in errors.
+
+    Returns:
+        A state_dict for ``model.load_state_dict(..., strict=True)``.
+
+    Raises:
+        ValueError: naming ``source``: no state_dict, another positional table, or entries
+            that do not fit the model (missing, unexpected, mis-shaped; official ones under
+            their official names).
+    """
+    if not official:
+        return weights_for_model(checkpoint, model, source)
+    state_dict = extract_state_dict(checkpoint, source_label(source))
+    check_positional_table(state_dict, model, source)
+    return convert_official_state_dict(state_dict, model=model, source=source)

@@ -20,11 +20,11 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from models.common.inputs import check_images
-from models.common.positional import sine_positional_embedding
 from tokenprune import GroupTokenPruner, TokenState, TransformerBlock, token_scores
 from tokenprune.checks import check_keep_rate
 
+from ..common.inputs import check_images
+from ..common.positional import sine_positional_embedding
 from .config import STEM_STRIDE, TokenPoseConfig
 from .hrnet import HRNetStem
 from .stem import StemNet
@@ -68,7 +68,8 @@ class TokenPoseOutput(NamedTuple):
 
 class TokenPose(nn.Module):
     """TokenPose with optional PPT pruning, of a
-    :class:`~models.tokenpose.config.TokenPoseConfig` (see ``models.tokenpose.PRESETS``).
+    :class:`~tokenprune_models.tokenpose.config.TokenPoseConfig` (see
+    ``tokenprune_models.tokenpose.PRESETS``).
 
     Args:
         config: the network.

@@ -1,15 +1,15 @@
 """Train or evaluate TokenPose and PPT (heatmaps, joints MSE loss).
 
-    python -m models.tokenpose.train --config models/tokenpose/configs/ppt_s_coco.yaml \\
+    python -m tokenprune_models.tokenpose.train --config models/tokenpose/configs/ppt_s_coco.yaml \\
         --data /datasets/coco --output runs/ppt_s_coco
-    python -m models.tokenpose.train ... --resume runs/ppt_s_coco/last.pt
-    python -m models.tokenpose.train ... --eval-only --official-checkpoint ppt_s_coco.pth
-    torchrun --nproc_per_node 4 -m models.tokenpose.train ...      # several GPUs (DDP)
+    python -m tokenprune_models.tokenpose.train ... --resume runs/ppt_s_coco/last.pt
+    python -m tokenprune_models.tokenpose.train ... --eval-only --official-checkpoint ppt_s_coco.pth
+    torchrun --nproc_per_node 4 -m tokenprune_models.tokenpose.train ...      # several GPUs (DDP)
 
-The config's ``model`` section names a preset of :data:`models.tokenpose.config.PRESETS`
+The config's ``model`` section names a preset of :data:`tokenprune_models.tokenpose.config.PRESETS`
 (``preset: ppt_s``; ``tokenpose_s``, ``tokenpose_b``, ``ppt_b``), overrides of its
-:class:`~models.tokenpose.config.TokenPoseConfig` fields (``image_size``, ``keep_rate``, ...)
-and optionally the heatmap ``sigma``; the command line is :mod:`models.pose.cli`
+:class:`~tokenprune_models.tokenpose.config.TokenPoseConfig` fields (``image_size``, ``keep_rate``,
+...) and optionally the heatmap ``sigma``; the command line is :mod:`tokenprune_models.pose.cli`
 (``--set section.key=value`` overrides, ``--eval-only --checkpoint``).
 """
 
@@ -22,11 +22,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from models.common.keypoints import COCO_FLIP_PAIRS, WHOLEBODY_FLIP_PAIRS
-from models.common.presets import config_from_section
-from models.pose.cli import ModelFamily, run
-from models.pose.engine import PoseTask
-
+from ..common.keypoints import COCO_FLIP_PAIRS, WHOLEBODY_FLIP_PAIRS
+from ..common.presets import config_from_section
+from ..pose.cli import ModelFamily, run
+from ..pose.engine import PoseTask
 from .config import PRESETS, TokenPoseConfig
 from .convert import load_official_checkpoint
 from .model import TokenPose
@@ -42,7 +41,7 @@ class TokenPoseTask(PoseTask):
     predictions share the codec ``config.codec`` (with ``sigma``, if given).
 
     Attributes:
-        config: the network (a preset of :data:`~models.tokenpose.config.PRESETS` and
+        config: the network (a preset of :data:`~tokenprune_models.tokenpose.config.PRESETS` and
             overrides), for 17 (COCO) or 133 (COCO-WholeBody) keypoints.
         sigma: heatmap Gaussian width in cells; None: the codec's (TokenPose's 2).
     """
@@ -78,7 +77,7 @@ def task_from_section(task: type[TokenPoseTask], section: dict[str, Any],
                       presets: dict[str, TokenPoseConfig]) -> TokenPoseTask:  # fmt: skip
     """``task`` of a config's ``model`` section: the entries that are fields of ``task``
     (``sigma``, ...) go to it, the others name the network (a preset of ``presets`` and
-    :class:`~models.tokenpose.config.TokenPoseConfig` overrides)."""
+    :class:`~tokenprune_models.tokenpose.config.TokenPoseConfig` overrides)."""
     own = {f.name for f in fields(task)} - {"config"}
     options = {key: value for key, value in section.items() if key in own}
     network = {key: value for key, value in section.items() if key not in own}

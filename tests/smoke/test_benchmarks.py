@@ -1,8 +1,11 @@
-"""The kernel benchmark's reduced (no-GPU) mode runs and every competitor agrees."""
+"""The benchmarks in their quick modes (what ``--quick`` runs in seconds), the kernel
+benchmark's reduced (no-GPU) mode, where every competitor must agree, and the GPU check's dry
+run."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -64,17 +67,64 @@ def test_roofline_mode_runs_nothing(tmp_path):
     assert "| gtpt-S/B c2f b64 | fwd |" in text and "ideal us H200" in text
 
 
-def test_baselines_benchmark_smoke_run(tmp_path):
+def _first_cells(report: str) -> list[str]:
+    return [line.split("|")[1].strip() for line in report.splitlines() if line.startswith("| ")]
+
+
+def test_baselines_benchmark_quick_mode(tmp_path, monkeypatch):
     from benchmarks.baselines import main as baselines_main
 
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # --threads defaults to it
     output = tmp_path / "baselines.md"
-    assert baselines_main(["--batches", "1", "--repeats", "1", "--threads", "1",
-                           "--output", str(output)]) == 0  # fmt: skip
+    assert baselines_main(["--quick", "--output", str(output)]) == 0
     report = output.read_text()
-    names = [line.split("|")[1].strip() for line in report.splitlines() if line.startswith("| ")]
-    assert names[1:] == ["TokenPose-S-v1", "PPT-S / DPPT-S", "TokenPose-B", "PPT-B / DPPT-B",
-                         "HEViTPose-T", "HEViTPose-S", "HEViTPose-B"]  # fmt: skip
+    assert ", 1 threads" in report.splitlines()[2]
+    assert _first_cells(report)[1:] == ["TokenPose-S-v1", "PPT-S / DPPT-S", "TokenPose-B",
+                                        "PPT-B / DPPT-B", "HEViTPose-T", "HEViTPose-S",
+                                        "HEViTPose-B"]  # fmt: skip
+    assert "| CPU ms, batch 1 | note |" in report  # --quick: batch 1 only
     assert "PPT-B against the same weights unpruned: batch 1:" in report
+
+
+def test_hot_benchmark_quick_mode(tmp_path, monkeypatch):
+    from benchmarks.hot import main as hot_main
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    output = tmp_path / "hot.md"
+    # --threads beats OMP_NUM_THREADS
+    assert hot_main(["--quick", "--threads", "1", "--output", str(output)]) == 0
+    report = output.read_text()
+    assert ", 1 threads; 27 frames, width 64 (smoke run)" in report
+    assert _first_cells(report)[1:] == ["MixSTE", "HoT w. MixSTE (seq2seq)",
+                                        "TPC w. MixSTE (seq2frame)"]  # fmt: skip
+    assert "HoT w. MixSTE (seq2seq) against MixSTE: batch 1:" in report
+
+
+def test_gtpt_benchmark_quick_mode(tmp_path, monkeypatch):
+    from benchmarks.gtpt import main as gtpt_main
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    output = tmp_path / "gtpt.md"
+    assert gtpt_main(["--quick", "--output", str(output)]) == 0
+    report = output.read_text()
+    cells = _first_cells(report)
+    assert [c for c in cells if c.startswith("GTPT")] == ["GTPT-T coco", "GTPT-T wholebody"]
+    assert "## Speed: GTPT-T COCO" in report
+    cpu_rows = [line.split("|") for line in report.splitlines() if line.startswith("| CPU")]
+    assert [(row[2].strip(), row[3].strip()) for row in cpu_rows] == [("1", "1")]  # threads, batch
+
+
+@pytest.mark.parametrize(("omp", "expected"), [("3", 3), ("4,2", 4), ("", None), ("x", None),
+                                               ("0", None), (None, None)])  # fmt: skip
+def test_benchmark_threads_default_to_omp_num_threads(monkeypatch, omp, expected):
+    from benchmarks.report import default_threads
+
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    assert default_threads() == (expected or os.cpu_count() or 1)
+    assert default_threads(fallback=1) == (expected or 1)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the check runs for minutes")
@@ -120,3 +170,15 @@ def test_gpu_check_refuses_to_run_without_a_gpu_unless_dry(capsys):
     with pytest.raises(SystemExit):
         gpu_check([])
     assert "pass --dry-run" in capsys.readouterr().err
+
+
+def test_patch_timm_benchmark_quick_mode(tmp_path):
+    from benchmarks.patch_timm import main
+
+    output = tmp_path / "patch_timm.md"
+    assert main(["--quick", "--output", str(output)]) == 0
+    rows = [line for line in output.read_text().splitlines() if line.startswith("| ViT-T")]
+    assert len(rows) == 1
+    cells = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    macs_unpruned, macs_pruned = float(cells[4]), float(cells[5])
+    assert macs_pruned < 0.7 * macs_unpruned  # EViT at 0.7 after blocks 4, 7, 10: 1.5x fewer

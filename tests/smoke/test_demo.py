@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from models.gtpt.demo import main, mean_pose, pck
-from models.pose.data import Person
+from tokenprune_models.gtpt.demo import main, mean_pose, pck
+from tokenprune_models.pose.data import Person
 
 
 def _person(points, box=(10.0, 20.0, 40.0, 80.0)) -> Person:

@@ -7,7 +7,7 @@ import re
 import torch
 
 from benchmarks.showcase import PUBLISHED, main, trace_layers
-from models.gtpt import build_gtpt
+from tokenprune_models.gtpt import build_gtpt
 
 
 def test_showcase_report(tmp_path, capsys):

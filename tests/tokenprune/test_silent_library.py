@@ -16,14 +16,32 @@ from __future__ import annotations
 import copy
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.hevitpose.cgsr import CGSRAttention, cgsr_attention_reference
+from tests.oracles.fuzz import (
+    CATEGORIES,
+    INF,
+    NAN,
+    Bad,
+    Odd,
+    expanded,
+    meta,
+    strided,
+)
+from tests.oracles.fuzz import assert_same as _assert_same
+from tests.oracles.fuzz import empty_batch_pair as _empty_batch
+from tests.oracles.fuzz import float64_pair as _f64
+from tests.oracles.fuzz import fn_view_pair as _same_fn
+from tests.oracles.fuzz import index_rows as _idx
+from tests.oracles.fuzz import normal as _x
+from tests.oracles.fuzz import odd as _odd
+from tests.oracles.fuzz import poisoned as _poisoned
+from tests.oracles.fuzz import uniform as _u
+from tests.oracles.fuzz import view_pair as _same_module
 from tokenprune import (
     ConstantKeepRate,
     CosineWarmupKeepRate,
@@ -50,7 +68,6 @@ from tokenprune.temporal import (
     pool_frames,
 )
 
-NAN, INF = float("nan"), float("inf")
 F, T = False, True
 
 
@@ -59,22 +76,10 @@ def _seed():
     torch.manual_seed(0)
 
 
-def strided(t: torch.Tensor) -> torch.Tensor:
-    """The same values in a non-contiguous view (every other element of a wider buffer)."""
-    buffer = torch.zeros(*t.shape, 2, dtype=t.dtype)
-    buffer[..., 0] = t
-    view = buffer[..., 0]
-    assert not view.is_contiguous() or view.numel() <= 1
-    return view
 
 
-def expanded(t: torch.Tensor) -> torch.Tensor:
-    """An expanded view (stride 0 on the first axis) repeating the first batch element."""
-    return t[:1].expand_as(t)
 
 
-def meta(t: torch.Tensor) -> torch.Tensor:
-    return t.to("meta")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,12 +212,11 @@ def test_loose_constructor_and_schedule_arguments():
     "make, call, name",
     [
         (lambda: TokenRecoveringAttention(8, 5, 2), lambda m, x: m(x), "kept"),
-        (lambda: CGSRAttention(8, groups=2), lambda m, x: m(x, (1, 3)), "x"),
         (lambda: MultiHeadGroupAttention(8, 2), lambda m, x: m(x), "x"),
         (lambda: TransformerBlock(8, 2), lambda m, x: m(x), "x"),
         (lambda: Mlp(8, 4), lambda m, x: m(x), "x"),
     ],
-    ids=["TokenRecoveringAttention", "CGSRAttention", "MHGA", "TransformerBlock", "Mlp"],
+    ids=["TokenRecoveringAttention", "MHGA", "TransformerBlock", "Mlp"],
 )
 def test_modules_check_dtype_and_device_of_their_input(make, call, name):
     module = make()
@@ -280,49 +284,16 @@ def test_nan_in_a_masked_slot_does_not_reach_real_outputs():
 # The table: every public entry point, every bad-input category that applies
 # ----------------------------------------------------------------------------------------------
 
-#: Categories of the fuzz: argument type or dtype, rank, other dimensions, zero sizes, counts
-#: out of range, NaN/inf, devices (meta), flags, and for valid input: non-contiguous, expanded,
-#: all keys masked.
-CATEGORIES = (
-    "type", "rank", "dims", "zero", "range", "nonfinite", "device", "flag",
-    "strided", "expanded", "masked",
-)  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Bad:
-    entry: str
-    category: str
-    call: Callable[[], object]
-    error: type[Exception]
-    match: str
 
 
-@dataclass(frozen=True)
-class Odd:
-    """Valid but unusual input: ``call()`` must equal ``reference()`` and be finite."""
-
-    entry: str
-    category: str
-    call: Callable[[], object]
-    reference: Callable[[], object]
 
 
-#: The tables are built at import, before any fixture runs: their own random stream.
-_GEN = torch.Generator().manual_seed(16)
 
 
-def _x(*shape, dtype=torch.float32):
-    return torch.randn(*shape, generator=_GEN).to(dtype)
 
 
-def _u(*shape):
-    return torch.rand(*shape, generator=_GEN)
-
-
-def _idx(*rows):
-    index = torch.tensor(rows)
-    return index.long() if index.numel() == 0 else index
 
 
 def _attention(score_queries=2, groups=2, tokens=5, num_shared=1, key_mask=None):
@@ -572,29 +543,6 @@ BAD_CASES: list[Bad] = [
       dtype=torch.float64)), ValueError, r"x \(torch\.float64 on cpu\) must match"),
     B("TransformerBlock", "device", lambda: TransformerBlock(8, 2)(meta(_x(1, 3, 8))),
       ValueError, r"x \(torch\.float32 on meta\) must match"),
-    # CGSR
-    B("CGSRAttention", "flag", lambda: CGSRAttention(8, norm="no"), TypeError,
-      "norm must be a bool"),
-    B("CGSRAttention", "range", lambda: CGSRAttention(8, groups=0), ValueError,
-      "groups must be >= 1"),
-    B("CGSRAttention", "zero", lambda: CGSRAttention(8)(_x(1, 0, 8), (0, 4)), ValueError,
-      r"size must be an \(H, W\) pair of positive ints"),
-    B("CGSRAttention", "type", lambda: CGSRAttention(8)(_x(1, 4, 8), (2.0, 2)), TypeError,
-      r"size must be an \(H, W\) pair"),
-    B("CGSRAttention", "type", lambda: CGSRAttention(8)(_x(1, 4, 8, dtype=torch.float64),
-      (2, 2)), ValueError, r"x \(torch\.float64 on cpu\) must match"),
-    B("CGSRAttention", "rank", lambda: CGSRAttention(8)(_x(4, 8), (2, 2)), ValueError,
-      "x must have 3 dimensions"),
-    B("CGSRAttention", "dims", lambda: CGSRAttention(8)(_x(1, 5, 8), (2, 2)), ValueError,
-      r"x must be \[B, H\*W, C\] = \[B, 4, 8\]"),
-    B("CGSRAttention", "device", lambda: CGSRAttention(8)(meta(_x(1, 4, 8)), (2, 2)),
-      ValueError, r"x \(torch\.float32 on meta\) must match"),
-    B("cgsr_attention_reference", "type", lambda: cgsr_attention_reference(None, _x(1, 4, 8),
-      (2, 2)), TypeError, "module must be a CGSRAttention"),
-    B("cgsr_attention_reference", "dims", lambda: cgsr_attention_reference(CGSRAttention(8),
-      _x(1, 4, 8), (2, 3)), ValueError, r"x must be \[B, H\*W, C\] = \[B, 6, 8\]"),
-    B("cgsr_attention_reference", "device", lambda: cgsr_attention_reference(CGSRAttention(8),
-      meta(_x(1, 4, 8)), (2, 2)), ValueError, r"x \(torch\.float32 on meta\) must match"),
     # HoT
     B("TokenRecoveringAttention", "flag", lambda: TokenRecoveringAttention(8, 4, 2,
       qkv_bias="no"), TypeError, "qkv_bias must be a bool"),
@@ -720,55 +668,16 @@ def test_bad_input_is_refused_naming_the_argument(case: Bad):
 # ----------------------------------------------------------------------------------------------
 
 
-def _module_pair(make: Callable[[], torch.nn.Module]):
-    """A float32 module in eval mode and its float64 copy."""
-    module = make().eval()
-    return module, copy.deepcopy(module).double()
 
 
-def _f64(module_call, make, *shapes, **kwargs):
-    """``(float32 result, float64 reference)`` of ``module_call(module, *inputs)``."""
-    module, reference = _module_pair(make)
-    inputs = [_x(*shape) for shape in shapes]
-
-    def call():
-        return module_call(module, *inputs, **kwargs)
-
-    def ref():
-        return module_call(reference, *(t.double() for t in inputs), **kwargs)
-
-    return call, ref
 
 
-def _same_module(module_call, make, *shapes, view=strided):
-    """``(result on views of the inputs, result on contiguous copies)`` of one module."""
-    module = make().eval()
-    inputs = [view(_x(*shape)) for shape in shapes]
-    return (
-        lambda: module_call(module, *inputs),
-        lambda: module_call(module, *(t.contiguous() for t in inputs)),
-    )
 
 
-def _empty_batch(module_call, make, *shapes):
-    """``(result on a batch of 0, the first 0 rows of the result on a batch of 2)``."""
-    module = make().eval()
-    inputs = [_x(*shape) for shape in shapes]
-    return (
-        lambda: module_call(module, *(t[:0] for t in inputs)),
-        lambda: module_call(module, *inputs)[:0],
-    )
 
 
-def _odd(entry, category, pair):
-    return Odd(entry, category, *pair)
 
 
-def _same_fn(fn, *args, view=strided, **kwargs):
-    views = [view(a) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
-    return (lambda: fn(*views, **kwargs),
-            lambda: fn(*(a.contiguous() if isinstance(a, torch.Tensor) else a for a in views),
-                       **kwargs))  # fmt: skip
 
 
 def _all_masked_mhga():
@@ -863,7 +772,6 @@ def _flops(view):
 
 _TPC = TokenPruningCluster(2)
 _TRA = lambda: TokenRecoveringAttention(8, 5, 2)  # noqa: E731
-_CGSR = lambda: CGSRAttention(8, groups=2, reduction=2)  # noqa: E731
 _BLOCK = lambda: TransformerBlock(8, 2, backend="torch")  # noqa: E731
 
 ODD_CASES: list[Odd] = [
@@ -941,12 +849,6 @@ ODD_CASES: list[Odd] = [
     _odd("Mlp", "zero", _empty_batch(lambda m, x: m(x), lambda: Mlp(8, 6), (2, 3, 8))),
     _odd("DropPath", "strided", _same_module(lambda m, x: m(x), lambda: DropPath(0.5), (2, 3))),
     _odd("DropPath", "zero", _empty_batch(lambda m, x: m(x), lambda: DropPath(0.5), (2, 3))),
-    _odd("CGSRAttention", "strided", _same_module(lambda m, x: m(x, (4, 4)), _CGSR, (2, 16, 8))),
-    _odd("CGSRAttention", "expanded", _same_module(lambda m, x: m(x, (4, 4)), _CGSR, (2, 16, 8),
-        view=expanded)),
-    _odd("CGSRAttention", "zero", _empty_batch(lambda m, x: m(x, (4, 4)), _CGSR, (2, 16, 8))),
-    _odd("cgsr_attention_reference", "strided", _f64(
-        lambda m, x: cgsr_attention_reference(m, strided(x), (4, 4)), _CGSR, (2, 16, 8))),
     _odd("TokenRecoveringAttention", "strided", _same_module(lambda m, x: m(x), _TRA,
         (2, 3, 4, 8))),
     _odd("TokenRecoveringAttention", "expanded", _same_module(lambda m, x: m(x), _TRA, (2, 3, 8),
@@ -978,20 +880,6 @@ ODD_CASES: list[Odd] = [
 ]
 
 
-def _assert_same(got, expected):
-    if isinstance(got, torch.Tensor):
-        if got.is_floating_point():
-            assert not got.isnan().any(), "NaN in the result"
-        expected = torch.as_tensor(expected, dtype=got.dtype)
-        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-    elif isinstance(got, (tuple, list)):
-        assert len(got) == len(expected)
-        for g, e in zip(got, expected, strict=True):
-            _assert_same(g, e)
-    elif got is None:
-        assert expected is None
-    else:
-        assert got == expected
 
 
 @pytest.mark.parametrize(
@@ -1015,10 +903,6 @@ def test_valid_odd_input_gives_the_reference_result(case: Odd):
 # ----------------------------------------------------------------------------------------------
 
 
-def _poisoned(*shape, index=(0,)):
-    x = _x(*shape)
-    x[index] = NAN
-    return x
 
 
 PROPAGATES: list[tuple[str, Callable[[], torch.Tensor]]] = [
@@ -1035,9 +919,6 @@ PROPAGATES: list[tuple[str, Callable[[], torch.Tensor]]] = [
     ("TransformerBlock", lambda: TransformerBlock(8, 2)(_poisoned(1, 3, 8))),
     ("Mlp", lambda: Mlp(8, 4)(_poisoned(2, 8))),
     ("DropPath", lambda: DropPath(0.5)(_poisoned(2, 3))),
-    ("CGSRAttention", lambda: CGSRAttention(8)(_poisoned(1, 4, 8), (2, 2))),
-    ("cgsr_attention_reference", lambda: cgsr_attention_reference(CGSRAttention(8),
-        _poisoned(1, 4, 8), (2, 2))),
     ("TokenRecoveringAttention", lambda: TokenRecoveringAttention(8, 4, 2)(_poisoned(1, 3, 8))),
     ("group_attention", lambda: group_attention(*[_poisoned(1, 1, 1, 3, 4)] * 3)),
     ("gathered_attention", lambda: gathered_attention(_x(1, 1, 1, 2, 4), _poisoned(1, 1, 3, 4),
@@ -1063,17 +944,17 @@ def test_nan_data_propagates_to_the_result(call):
 
 
 #: The modules whose ``__all__`` are the library's entry points (the top level and its named
-#: submodules), and the model pieces fuzzed with them. ``tokenprune.layout`` and
+#: submodules). ``tokenprune.layout`` and
 #: ``tokenprune.checks`` hold the argument checks themselves: they run inside every entry point.
 PUBLIC_MODULES = (
     "tokenprune",
     "tokenprune.attention",
     "tokenprune.blocks",
     "tokenprune.losses",
+    "tokenprune.patch",
     "tokenprune.scores",
     "tokenprune.selection",
     "tokenprune.temporal",
-    "models.hevitpose.cgsr",
 )
 
 
@@ -1093,12 +974,12 @@ EXEMPT = {
     "PrunedFrames": "result container of TokenPruningCluster",
     "ScoreRule": "type alias of the rule names (token_scores is fuzzed with bad rules)",
     "TokenState": "container; GroupTokenPruner.prune checks it (tests/tokenprune/test_state.py)",
-    "register_backend": "registry hook, tested in tests/tokenprune/test_backends.py",
+    "timm": "a patch of whole models; its errors: tests/tokenprune/test_patch_timm.py",
+    "register_backend": "registry hook, tested in tests/tokenprune/attention/test_backends.py",
 }
 
 #: The categories each entry point is fuzzed with (bad input, odd input or NaN propagation).
 APPLICABLE = {
-    "CGSRAttention": "type rank dims zero range nonfinite device flag strided expanded",
     "ConstantKeepRate": "type zero range nonfinite",
     "CosineWarmupKeepRate": "type range nonfinite",
     "LinearWarmupKeepRate": "type range nonfinite",
@@ -1112,7 +993,6 @@ APPLICABLE = {
     "TokenRecoveringAttention": "type rank zero range nonfinite device flag strided expanded",
     "TransformerBlock": "type rank dims zero range nonfinite device flag strided masked",
     "available_backends": "type flag",
-    "cgsr_attention_reference": "type dims nonfinite device strided",
     "cls_score": "type dims zero nonfinite strided",
     "count_flops": "type dims device strided",
     "density_peaks": "type rank zero range nonfinite flag strided",

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.tokenprune.test_pruner import prune_cases
+from tests.oracles.cases import prune_cases
 from tokenprune import GroupTokenPruner, TokenState
 
 
@@ -15,9 +15,9 @@ def _reference_prune(pruner, state, scores, num_protected):
     """The step written out by hand: prune the tokens, then the side tensors one by one."""
     step = pruner(state.tokens, scores, num_shared=state.num_shared,
                   num_protected=num_protected, key_mask=state.key_mask)  # fmt: skip
-    pos = step.apply(state.pos)
     batch = torch.arange(state.ids.shape[0])[:, None, None]
     group = torch.arange(state.ids.shape[1])[None, :, None]
+    pos = state.pos.expand(*state.ids.shape, -1)[batch, group, step.kept_idx]
     ids = state.ids[batch, group, step.kept_idx]
     return step, pos, ids
 
@@ -70,7 +70,7 @@ def test_ungrouped_state_and_state_without_side_tensors():
 def test_fused_token_has_fused_position_and_no_id():
     x = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [4.0, 0.0]]])
     scores = torch.tensor([[0.1, 0.4, 0.3, 0.2]])
-    pos = torch.arange(4.0).reshape(1, 4, 1)
+    pos = torch.arange(4.0).reshape(1, 4, 1).repeat(1, 1, 2)
     state = TokenState(x, 1, pos=pos, ids=torch.tensor([[10, 11, 12, 13]]))
     pruned = GroupTokenPruner(0.5, fuse_pruned=True).prune(state, scores)
     assert pruned.ids.tolist() == [[11, 12, -1]]
@@ -101,6 +101,20 @@ def test_with_tokens_keeps_the_private_slots():
 def test_prune_rejects_a_foreign_state():
     with pytest.raises(TypeError, match="state must be a TokenState"):
         GroupTokenPruner(0.5).prune(torch.randn(1, 4, 2), torch.zeros(1, 4))
-    state = TokenState(torch.randn(1, 5, 2), 1, pos=torch.zeros(1, 3, 2))
-    with pytest.raises(ValueError, match="side must have"):
-        GroupTokenPruner(0.5).prune(state, torch.zeros(1, 4))
+
+
+
+def test_state_checks_the_tensors_aligned_with_its_tokens():
+    x = torch.randn(1, 5, 2)
+    with pytest.raises(ValueError, match=r"pos must cover the 4 private slots"):
+        TokenState(x, 1, pos=torch.zeros(1, 5, 2))  # all slots: ambiguous, refused
+    with pytest.raises(ValueError, match=r"ids must have shape \(1, 4\)"):
+        TokenState(x, 1, ids=torch.arange(5)[None])
+    with pytest.raises(TypeError, match="ids must be an int64 or int32"):
+        TokenState(x, 1, ids=torch.zeros(1, 4))
+    with pytest.raises(ValueError, match=r"num_shared must be <= 5"):
+        TokenState(x, 6)
+    with pytest.raises(ValueError, match="key_mask must have shape"):
+        TokenState(x, 1, key_mask=torch.ones(1, 4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="tokens must be a floating-point"):
+        TokenState(torch.zeros(1, 5, 2, dtype=torch.long))

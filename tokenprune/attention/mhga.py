@@ -13,6 +13,7 @@ from ..checks import (
     check_floating,
     check_int,
     check_matches_parameters,
+    check_number,
     check_same_device,
 )
 from ..layout import AttentionLogits, resolve_scale
@@ -34,8 +35,9 @@ class MultiHeadGroupAttention(nn.Module):
 
     With one group and ``num_shared = 0`` it is exactly standard multi-head self-attention, and
     the parameter layout (``qkv``: ``Linear(dim, 3 * dim)`` ordered q, k, v then heads;
-    ``proj``: ``Linear(dim, dim)``) is that of the common ViT ``Attention`` module, so such a
-    module's ``state_dict`` loads unchanged.
+    ``q_norm``/``k_norm`` over each head's queries and keys and ``norm`` before ``proj`` when
+    enabled; ``proj``: ``Linear(dim, dim)``) is that of timm's ViT ``Attention`` module, so such
+    a module's ``state_dict`` loads unchanged (:func:`tokenprune.patch.timm` swaps them).
 
     Args:
         dim: token width ``D``; must be divisible by ``num_heads``.
@@ -46,6 +48,11 @@ class MultiHeadGroupAttention(nn.Module):
         attn_drop: dropout on the attention probabilities (training only).
         proj_drop: dropout after the output projection.
         backend: group-attention backend, see :func:`tokenprune.attention.available_backends`.
+        qk_norm: LayerNorm each head's queries and keys (``q_norm``, ``k_norm``; timm's
+            ``qk_norm=True``).
+        scale_norm: LayerNorm the attention output before the projection (``norm``).
+        proj_bias: whether the output projection has a bias.
+        norm_eps: epsilon of those LayerNorms.
 
     Raises:
         TypeError: an argument has the wrong type (``qkv_bias`` not a bool, ...).
@@ -63,11 +70,20 @@ class MultiHeadGroupAttention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         backend: str = "auto",
+        *,
+        qk_norm: bool = False,
+        scale_norm: bool = False,
+        proj_bias: bool = True,
+        norm_eps: float = 1e-6,
     ) -> None:
         super().__init__()
         check_int("dim", dim, low=1)
         check_int("num_heads", num_heads, low=1)
         check_bool("qkv_bias", qkv_bias)
+        for name, flag in (("qk_norm", qk_norm), ("scale_norm", scale_norm),
+                           ("proj_bias", proj_bias)):  # fmt: skip
+            check_bool(name, flag)
+        check_number("norm_eps", norm_eps, low=0.0)
         if dim % num_heads != 0:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.dim = dim
@@ -83,11 +99,20 @@ class MultiHeadGroupAttention(nn.Module):
         elif torch.cuda.is_available() and TRITON_INSTALLED:
             load_backend("group_attention", "triton")
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.q_norm = nn.LayerNorm(self.head_dim, eps=norm_eps) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(self.head_dim, eps=norm_eps) if qk_norm else nn.Identity()
+        self.norm = nn.LayerNorm(dim, eps=norm_eps) if scale_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(
-        self, x: Tensor, num_shared: int = 0, key_mask: Tensor | None = None
+        self,
+        x: Tensor,
+        num_shared: int = 0,
+        key_mask: Tensor | None = None,
+        *,
+        attn_mask: None = None,
+        is_causal: bool = False,
     ) -> Tensor:
         """Attend within and across groups.
 
@@ -97,11 +122,22 @@ class MultiHeadGroupAttention(nn.Module):
             key_mask: optional bool ``[B, G, N]`` (``[B, N]`` for 3-d input); False marks a
                 slot that no query may attend to (padding of ragged groups, dummy tokens). Its
                 own output row is still computed.
+            attn_mask, is_causal: accepted for the call signature of timm's attention (its
+                ``Block`` passes them); only their defaults (None, False) are supported.
 
         Returns:
             Output of the same shape as ``x``. :meth:`forward_scored` also returns the
             logits that score tokens for pruning.
+
+        Raises:
+            ValueError: an ``attn_mask`` or ``is_causal=True`` is given (use ``key_mask`` for
+                padding; group attention has no causal form).
         """
+        if attn_mask is not None or is_causal is not False:
+            raise ValueError(
+                "MultiHeadGroupAttention supports neither attn_mask nor is_causal=True; mark "
+                "padding with key_mask (bool [B, G, N], False = padding)"
+            )
         return self._attend(x, num_shared, key_mask, None)[0]
 
     def forward_scored(
@@ -137,6 +173,7 @@ class MultiHeadGroupAttention(nn.Module):
 
         qkv = self.qkv(x)
         q, k, v = rearrange(qkv, "b g n (three h d) -> three b g h n d", three=3, h=self.num_heads)
+        q, k = self.q_norm(q), self.k_norm(k)
         options = dict(
             num_shared=num_shared,
             key_mask=key_mask,
@@ -148,7 +185,7 @@ class MultiHeadGroupAttention(nn.Module):
             out, logits = group_attention_scored(q, k, v, score_queries=score_queries, **options)
         else:
             out, logits = group_attention(q, k, v, **options), None
-        out = self.proj_drop(self.proj(rearrange(out, "b g h n d -> b g n (h d)")))
+        out = self.proj_drop(self.proj(self.norm(rearrange(out, "b g h n d -> b g n (h d)"))))
         if ungrouped:
             out = out.squeeze(1)
             if logits is not None:

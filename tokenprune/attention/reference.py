@@ -31,12 +31,17 @@ def sdpa(
     non-finite query, or keys that are all non-finite), which would turn bad data into a
     plausible output. Here such rows, and every row when any key is non-finite, are NaN, as
     the math kernel computes them. Keys hidden by ``attn_mask`` must be finite (zero them).
+
+    The test is one reduction per tensor: a row holds a NaN or an infinity exactly when
+    ``0 * sum(row)`` is NaN (the sum accumulates in float32 at least, so finite half-precision
+    rows cannot overflow it).
     """
     out = F.scaled_dot_product_attention(
         q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale
     )
-    bad = ~torch.isfinite(q).all(dim=-1, keepdim=True)  # [..., Nq, 1]
-    bad = bad | ~torch.isfinite(k).flatten(-2).all(dim=-1)[..., None, None]
+    acc = scoring_dtype(q.dtype)
+    bad = (q.sum(dim=-1, keepdim=True, dtype=acc) * 0).isnan()  # [..., Nq, 1]
+    bad = bad | (k.sum(dim=(-2, -1), dtype=acc) * 0).isnan()[..., None, None]
     return out.masked_fill(bad, float("nan"))
 
 

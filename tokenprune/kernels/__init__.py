@@ -7,10 +7,28 @@ normally reach the kernels through ``backend="triton"`` (or ``"auto"`` on CUDA t
 
 Without a GPU the kernels run in Triton's interpreter, which must be enabled with
 ``TRITON_INTERPRET=1`` before this package is first imported.
+
+Without Triton the package still imports (so does everything that names it), and using any of
+its names raises ``ModuleNotFoundError`` saying how to install it (``tokenprune[kernels]``).
 """
 
-from .common import INTERPRETED, persistent_grid
-from .gathered_attention_op import gathered_attention_triton
-from .group_attention_op import group_attention_triton
-
 __all__ = ["INTERPRETED", "gathered_attention_triton", "group_attention_triton", "persistent_grid"]
+
+try:
+    import triton  # noqa: F401  (the kernels below need it)
+except ModuleNotFoundError as error:
+    _missing = error
+
+    def __getattr__(name: str):
+        if name in __all__:
+            raise ModuleNotFoundError(
+                f"tokenprune.kernels.{name} needs Triton, which is not installed ({_missing}); "
+                "install it with `pip install 'tokenprune[kernels]'`",
+                name="triton",
+            ) from _missing
+        raise AttributeError(f"module 'tokenprune.kernels' has no attribute {name!r}")
+
+else:
+    from .common import INTERPRETED, persistent_grid
+    from .gathered_attention_op import gathered_attention_triton
+    from .group_attention_op import group_attention_triton

@@ -158,8 +158,8 @@ def gathered_attention_triton(
     q: Tensor, k: Tensor, v: Tensor, index: Tensor, key_mask: Tensor | None, scale: float
 ) -> Tensor:
     """The ``"triton"`` gathered-attention backend (signature of the PyTorch reference; the
-    arguments have been checked by :func:`tokenprune.gathered_attention`, apart from the range
-    of ``index``, which is checked here)."""
+    arguments have been checked by :func:`tokenprune.attention.gathered_attention`, apart from
+    the range of ``index``, which is checked here)."""
     args = (q, k, v, index, key_mask, scale)
     if dispatcher_observed(q, k, v, index, key_mask):
         return torch.ops.tokenprune.gathered_attention(*args)[0]
@@ -169,5 +169,6 @@ def gathered_attention_triton(
     return gathered_attention_forward(*args)[0]
 
 
-#: The op checks the range of ``index`` itself, so :func:`tokenprune.gathered_attention` need not.
+#: The op checks the range of ``index`` itself, so
+#: :func:`tokenprune.attention.gathered_attention` need not.
 gathered_attention_triton.checks_index_range = True

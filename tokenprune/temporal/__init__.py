@@ -9,10 +9,11 @@ Example::
 
     from tokenprune.temporal import TokenPruningCluster, TokenRecoveringAttention
 
-    cluster = TokenPruningCluster(num_kept=81)          # of 243 frames
-    kept = cluster(x)                                   # x [B, T, J, C]
-    ...                                                 # the remaining blocks on kept.tokens
-    full = TokenRecoveringAttention(243, dim=C, num_heads=8)(kept_tokens)   # [B, T, J, C]
+    cluster = TokenPruningCluster(num_kept=81)            # of 243 frames
+    kept = cluster(x)                                     # x [B, 243, J, C] -> kept.tokens
+    ...                                                   # [B, 81, J, C] through more blocks
+    recover = TokenRecoveringAttention(dim=C, num_tokens=243, num_heads=8)
+    full = recover(tokens)                                # [B, 81, J, C] -> [B, 243, J, C]
 """
 
 from .clustering import DensityPeaks, PrunedFrames, TokenPruningCluster, density_peaks, pool_frames

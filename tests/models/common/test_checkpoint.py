@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.common.atomic import atomic_path, write_text_atomic
-from models.common.checkpoint import load_state_dict_file, save_atomic
+from tokenprune_models.common.atomic import atomic_path, write_text_atomic
+from tokenprune_models.common.checkpoint import load_state_dict_file, save_atomic
 
 
 def test_unwraps_common_layouts(tmp_path):

@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image
 
-from models.common.curves import _running_mean, plot_learning_curve, read_learning_curve
+from tokenprune_models.common.curves import _running_mean, plot_learning_curve, read_learning_curve
 
 
 def _write(path, records):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.common.ema import ModelEMA
+from tokenprune_models.common.ema import ModelEMA
 
 
 def test_momentum_follows_a_half_cosine():

@@ -9,8 +9,8 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from models.common.heatmap import HeatmapCodec, heatmap_mse_loss
-from models.common.keypoints import COCO_FLIP_PAIRS
+from tokenprune_models.common.heatmap import HeatmapCodec, heatmap_mse_loss
+from tokenprune_models.common.keypoints import COCO_FLIP_PAIRS
 
 CODEC = HeatmapCodec((256, 192), (64, 48))  # TokenPose's: stride 4, sigma 2
 

@@ -11,8 +11,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.common.keypoints import COCO_FLIP_PAIRS, WHOLEBODY_FLIP_PAIRS, flip_permutation
-from models.common.simcc import (
+from tokenprune_models.common.keypoints import (
+    COCO_FLIP_PAIRS,
+    WHOLEBODY_FLIP_PAIRS,
+    flip_permutation,
+)
+from tokenprune_models.common.simcc import (
     SimCCCodec,
     bin_kl_divergence,
     global_perceived_loss,

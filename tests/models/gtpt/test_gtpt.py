@@ -7,8 +7,11 @@ import pickle
 import pytest
 import torch
 
-from models.common.simcc import SimCCCodec
-from models.gtpt import (
+from tests.oracles.fixtures import load_fixture
+from tokenprune import count_flops
+from tokenprune.flops.paper import paper_macs
+from tokenprune_models.common.simcc import SimCCCodec
+from tokenprune_models.gtpt import (
     GTPT,
     PRESETS,
     GTPTConfig,
@@ -16,10 +19,7 @@ from models.gtpt import (
     convert_official_state_dict,
     load_official_checkpoint,
 )
-from models.gtpt.train import GTPTTask, keep_rate_schedule, make_task
-from tests.oracles.fixtures import load_fixture
-from tokenprune import count_flops
-from tokenprune.flops.paper import paper_macs
+from tokenprune_models.gtpt.train import GTPTTask, keep_rate_schedule, make_task
 
 IMAGE = (3, 256, 192)
 
@@ -320,7 +320,7 @@ def test_compiles(tmp_path):
 @pytest.mark.slow
 def test_onnx_export_matches_pytorch(tmp_path):
     ort = pytest.importorskip("onnxruntime", reason="ONNX checks need the 'onnx' extra")
-    from models.gtpt import export_onnx
+    from tokenprune_models.gtpt import export_onnx
 
     model = build_gtpt("gtpt_t_coco").eval()
     path = export_onnx(model, tmp_path / "gtpt.onnx")
@@ -335,7 +335,7 @@ def test_onnx_export_matches_pytorch(tmp_path):
 
 
 def test_batchnorm_folding_keeps_outputs(official):
-    from models.gtpt import fuse_batchnorm
+    from tokenprune_models.gtpt import fuse_batchnorm
 
     _, _, io, model = official
     fused = fuse_batchnorm(model)
@@ -349,7 +349,7 @@ def test_batchnorm_folding_keeps_outputs(official):
 
 
 def test_inference_optimisation_of_every_variant():
-    from models.gtpt import fuse_batchnorm, optimize_for_inference
+    from tokenprune_models.gtpt import fuse_batchnorm, optimize_for_inference
 
     torch.manual_seed(0)
     for variant in ("s", "b"):

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from models.gtpt.demo import mean_pose, pck
-from models.gtpt.pretrained import PRETRAINED, load_pretrained
-from models.gtpt.train import make_task
-from models.pose.cli import load_config
-from models.pose.data import KeypointDataset
-from models.pose.engine import predict_dataset
-from models.pose.synthetic import generate_split
+from tokenprune_models.gtpt.demo import mean_pose, pck
+from tokenprune_models.gtpt.pretrained import PRETRAINED, load_pretrained
+from tokenprune_models.gtpt.train import make_task
+from tokenprune_models.pose.cli import load_config
+from tokenprune_models.pose.data import KeypointDataset
+from tokenprune_models.pose.engine import predict_dataset
+from tokenprune_models.pose.synthetic import generate_split
 
 
 def test_every_entry_has_its_files():

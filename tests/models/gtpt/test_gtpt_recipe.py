@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from models.common.ema import ModelEMA
-from models.common.engine import evaluation_weights, load_weights
-from models.common.simcc import resize_simcc_bins
-from models.gtpt import build_gtpt
-from models.gtpt.train import build_trainer, main
-from models.pose.cli import load_config
-from models.pose.engine import PoseTrainConfig
+from tokenprune_models.common.ema import ModelEMA
+from tokenprune_models.common.engine import evaluation_weights, load_weights
+from tokenprune_models.common.simcc import resize_simcc_bins
+from tokenprune_models.gtpt import build_gtpt
+from tokenprune_models.gtpt.train import build_trainer, main
+from tokenprune_models.pose.cli import load_config
+from tokenprune_models.pose.engine import PoseTrainConfig
 
 ROOT = Path(__file__).resolve().parents[3]
 STAGE_1 = ROOT / "models" / "gtpt" / "configs" / "synthetic_t_64x48.yaml"
@@ -84,7 +85,7 @@ def test_gtpt_weights_carry_to_another_input_size():
     small = build_gtpt("gtpt_t_coco", keep_rates=(1.0,) * 4, image_size=(64, 48),
                        keypoint_init_std=1.0).eval()
     config = load_config(STAGE_2)
-    from models.gtpt.train import make_task
+    from tokenprune_models.gtpt.train import make_task
 
     task = make_task(config)
     large = task.build_model().eval()
@@ -145,7 +146,8 @@ def test_cosine_schedule_warms_up_then_decays_to_zero(synthetic_pose_data, tmp_p
 # -- progressive resolution through the CLI and weights-only files ------------------------------
 
 
-def test_two_stage_training_and_eval_only_of_weights_only_files(synthetic_pose_data, tmp_path):
+def test_two_stage_training_and_eval_only_of_weights_only_files(synthetic_pose_data, tmp_path,
+                                                                capsys):  # fmt: skip
     data = synthetic_pose_data
     stage_1 = tmp_path / "stage1"
     argv = ["--config", str(STAGE_1), "--data", str(data), "--output", str(stage_1)]
@@ -181,8 +183,12 @@ def test_two_stage_training_and_eval_only_of_weights_only_files(synthetic_pose_d
     bad["patch_embed.weight"] = bad["patch_embed.weight"][:, :-1]
     torch.save(bad, tmp_path / "misshaped.pt")
     argv[argv.index(str(shipped))] = str(tmp_path / "misshaped.pt")
-    with pytest.raises(ValueError, match=r"misshaped\.pt.*'patch_embed\.weight'"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:  # the CLI: one line naming file and entry, status 2
         main(argv)
+    assert stop.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert re.search(r": error: .*misshaped\.pt.*'patch_embed\.weight'", line), line
     junk = tmp_path / "junk.pt"
     torch.save([1, 2], junk)
     with pytest.raises(ValueError, match=r"junk\.pt"):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from models.hevitpose.cgsr import CGSRAttention, cgsr_attention_reference
+from tokenprune_models.hevitpose.cgsr import CGSRAttention, cgsr_attention_reference
 
 
 def test_one_group_without_reduction_is_standard_multi_head_attention():

@@ -8,8 +8,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from models.hevitpose import PRESETS, PUBLISHED, HEViTPose, OverlapPatchEmbed, build_hevitpose
 from tokenprune import count_flops
+from tokenprune_models.hevitpose import (
+    PRESETS,
+    PUBLISHED,
+    HEViTPose,
+    OverlapPatchEmbed,
+    build_hevitpose,
+)
 
 
 @pytest.mark.parametrize("preset", ["hevitpose_t", "hevitpose_s", "hevitpose_b"])

@@ -8,10 +8,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from models.hot import CONFIGS, build_hot_mixste, convert_official_state_dict, mixste_config
 from tests.oracles.fixtures import fixture_dir, load_fixture
 from tokenprune.flops.paper import paper_macs
 from tokenprune.temporal import TokenPruningCluster, density_peaks
+from tokenprune_models.hot import (
+    CONFIGS,
+    build_hot_mixste,
+    convert_official_state_dict,
+    mixste_config,
+)
 
 SMALL = {"num_frames": 27, "dim": 64, "num_kept": 9, "prune_loop": 1}
 
@@ -127,15 +132,3 @@ def test_configs_and_bad_input():
         convert_official_state_dict({"backbone.weight": torch.zeros(1)})
     with pytest.raises(TypeError, match="mapping"):
         convert_official_state_dict([("x_token", torch.zeros(1))])
-
-
-def test_benchmark_smoke_run(tmp_path):
-    from benchmarks.hot import main
-
-    output = tmp_path / "hot.md"
-    assert main(["--small", "--repeats", "1", "--threads", "1", "--output", str(output)]) == 0
-    rows = [line for line in output.read_text().splitlines() if line.startswith("| ")]
-    assert [r.split("|")[1].strip() for r in rows[1:]] == [
-        "MixSTE", "HoT w. MixSTE (seq2seq)", "TPC w. MixSTE (seq2frame)"
-    ]
-    assert "against MixSTE" in output.read_text()

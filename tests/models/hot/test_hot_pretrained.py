@@ -1,8 +1,8 @@
 """Shipped MixSTE / HoT weights: the release command that writes them, their loader, the
 shipped files themselves, and the demo that evaluates them.
 
-The accuracy of the shipped weights is measured by ``python -m models.hot.demo`` (README);
-here a cheap check on a few sequences of another seed."""
+The accuracy of the shipped weights is measured by ``python -m tokenprune_models.hot.demo``
+(README); here a cheap check on a few sequences of another seed."""
 
 from __future__ import annotations
 
@@ -12,18 +12,19 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from models.common.engine import load_config
-from models.common.release import save_half_precision, training_seconds
-from models.hot import pretrained
-from models.hot.demo import CONFIGS_DIR, mean_pose_baseline
-from models.hot.demo import main as demo_main
-from models.hot.evaluation import evaluate
-from models.hot.model import MixSTE
-from models.hot.pretrained import PRETRAINED, load_pretrained
-from models.hot.release import release
-from models.hot.train import FAMILY, build_trainer, make_task
-from models.pose3d.h36m import load_split
-from models.pose3d.synthetic import write_dataset
+from tokenprune_models import registry
+from tokenprune_models.common.engine import load_config
+from tokenprune_models.common.release import save_half_precision, training_seconds
+from tokenprune_models.hot.build import mixste_config
+from tokenprune_models.hot.demo import CONFIGS_DIR, mean_pose_baseline
+from tokenprune_models.hot.demo import main as demo_main
+from tokenprune_models.hot.evaluation import evaluate
+from tokenprune_models.hot.model import MixSTE
+from tokenprune_models.hot.pretrained import PRETRAINED, load_pretrained
+from tokenprune_models.hot.release import release
+from tokenprune_models.hot.train import FAMILY, build_trainer, make_task
+from tokenprune_models.pose3d.h36m import load_split
+from tokenprune_models.pose3d.synthetic import write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def motion(tmp_path_factory):
 def weights_dir(tmp_path, monkeypatch):
     folder = tmp_path / "weights"
     folder.mkdir()
-    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", folder)
+    monkeypatch.setitem(registry.WEIGHTS_DIRS, "hot", folder)
     return folder
 
 
@@ -118,11 +119,11 @@ def test_every_shipped_entry_has_its_files():
         assert (entry.path.parent / record["curve"]).is_file()
         assert entry.path.stat().st_size < 10 * 2**20  # weights only, half precision
         config = record["config"]
-        if "model" in config:  # a record of models.hot.release
+        if "model" in config:  # a record of tokenprune_models.hot.release
             assert config["model"] == asdict(entry.model_config())
         else:  # the shipped records predate the engine: LiftingConfig's flat fields ("frames")
-            assert {k: config[k.replace("num_frames", "frames")] for k in entry.model} == \
-                entry.model  # fmt: skip
+            fields = {k: config[k.replace("num_frames", "frames")] for k in entry.overrides}
+            assert mixste_config(config["variant"], **fields) == entry.model_config()
 
 
 def test_shipped_weights_are_far_below_the_mean_pose_on_unseen_subjects(motion):

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.common import engine
-from models.common.engine import Trainer, load_config, load_training_checkpoint
-from models.hot.build import mixste_config
-from models.hot.evaluation import evaluate, predict_sequence
-from models.hot.loss import H36M_JOINT_WEIGHTS, lifting_loss
-from models.hot.model import MixSTE
-from models.hot.train import (
+from tokenprune_models.common import engine
+from tokenprune_models.common.engine import Trainer, load_config, load_training_checkpoint
+from tokenprune_models.hot.build import mixste_config
+from tokenprune_models.hot.evaluation import evaluate, predict_sequence
+from tokenprune_models.hot.loss import H36M_JOINT_WEIGHTS, lifting_loss
+from tokenprune_models.hot.model import MixSTE
+from tokenprune_models.hot.train import (
     FAMILY,
     LiftingTask,
     LiftingTrainConfig,
@@ -30,7 +30,7 @@ from models.hot.train import (
     main,
     make_task,
 )  # fmt: skip
-from models.pose3d.synthetic import write_dataset
+from tokenprune_models.pose3d.synthetic import write_dataset
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "models" / "hot" / "configs" / "synthetic_hot.yaml"
@@ -160,7 +160,7 @@ def test_the_log_has_mean_losses_and_evaluations_at_their_step(motion, tmp_path,
 
 
 def test_evaluation_of_a_perfect_model_is_zero(motion):
-    from models.pose3d.h36m import load_split
+    from tokenprune_models.pose3d.h36m import load_split
 
     test = load_split(motion, "test", "synthetic", "noisy")
     config = mixste_config("hot", num_frames=9, dim=16, num_kept=3, prune_loop=1)
@@ -189,7 +189,7 @@ def test_evaluation_of_a_perfect_model_is_zero(motion):
 
 @pytest.mark.parametrize("variant", ["hot", "tpc"])
 def test_every_frame_is_predicted(motion, variant):
-    from models.pose3d.h36m import load_split
+    from tokenprune_models.pose3d.h36m import load_split
 
     sequence = load_split(motion, "test", "synthetic", "noisy")[0]
     sizes = {"prune_loop": 7, "num_kept": 4} if variant == "tpc" else {"prune_loop": 1,
@@ -263,15 +263,17 @@ def test_the_command_line_trains_from_synthetic_data(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         return result
 
-    usage = python("models.hot.train", "--help").stdout
+    usage = python("tokenprune_models.hot.train", "--help").stdout
     options = usage.split("options:", 1)[1]
     for flag in ("--config", "--data", "--output", "--set", "--device", "--resume",
                  "--eval-only", "--checkpoint", "--official-checkpoint"):  # fmt: skip
-        text = " ".join(options.split(flag + " ", 1)[1].split("\n  --", 1)[0].split())
+        entry = options.split(f"\n  {flag}", 1)[1]  # "--flag METAVAR" or "--flag, --no-flag"
+        text = " ".join(entry.split("\n  --", 1)[0].split())
         assert "(default: " in text or "(required)" in text, (flag, text)
-    python("models.pose3d.synthetic", "--output", str(tmp_path / "data"), "--frames", "12")
-    args = ["models.hot.train", "--config", str(CONFIG), "--data", str(tmp_path / "data"),
-            "--output", str(tmp_path / "run")]  # fmt: skip
+    python("tokenprune_models.pose3d.synthetic", "--output", str(tmp_path / "data"), "--frames",
+           "12")  # fmt: skip
+    args = ["tokenprune_models.hot.train", "--config", str(CONFIG), "--data",
+            str(tmp_path / "data"), "--output", str(tmp_path / "run")]  # fmt: skip
     for item in [*TINY, "train.max_steps=2"]:
         args += ["--set", item]
     result = python(*args)
@@ -286,7 +288,8 @@ def test_the_command_line_trains_from_synthetic_data(tmp_path):
 def test_two_process_ddp_on_gloo(motion, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-            "--master_port", str(29500 + os.getpid() % 1000 + 7), "-m", "models.hot.train",
+            "--master_port", str(29500 + os.getpid() % 1000 + 7), "-m",
+            "tokenprune_models.hot.train",
             "--config", str(CONFIG), "--data", str(motion), "--output", str(tmp_path)]
     for item in [*TINY, "train.batch_size=4"]:
         args += ["--set", item]

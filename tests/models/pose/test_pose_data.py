@@ -11,13 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from models.common.heatmap import HeatmapCodec
-from models.common.keypoints import COCO_FLIP_PAIRS
-from models.common.simcc import SimCCCodec
-from models.pose.data import KeypointDataset, load_annotations
-from models.pose.evaluation import evaluate_keypoints, evaluate_wholebody, keypoint_results
-from models.pose.synthetic import generate_split, render_image
-from models.pose.transforms import Augmentation, affine_matrix, transform_points, warp
+from tokenprune_models.common.heatmap import HeatmapCodec
+from tokenprune_models.common.keypoints import COCO_FLIP_PAIRS
+from tokenprune_models.common.simcc import SimCCCodec
+from tokenprune_models.pose.data import KeypointDataset, load_annotations
+from tokenprune_models.pose.evaluation import (
+    evaluate_keypoints,
+    evaluate_wholebody,
+    keypoint_results,
+)
+from tokenprune_models.pose.synthetic import generate_split, render_image
+from tokenprune_models.pose.transforms import Augmentation, affine_matrix, transform_points, warp
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.common.engine import load_training_checkpoint
-from models.gtpt.train import build_trainer, main
-from models.pose.cli import load_config
 from tests.oracles.fixtures import load_fixture
+from tokenprune_models.common.engine import load_training_checkpoint
+from tokenprune_models.gtpt.train import build_trainer, main
+from tokenprune_models.pose.cli import load_config
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "models" / "gtpt" / "configs" / "synthetic_demo.yaml"
@@ -142,7 +142,7 @@ def test_bad_configuration_errors(data, tmp_path):
 
 
 def _cli(data, output, *extra, epochs=40):
-    args = [sys.executable, "-m", "models.gtpt.train", "--config", str(CONFIG), "--data",
+    args = [sys.executable, "-m", "tokenprune_models.gtpt.train", "--config", str(CONFIG), "--data",
             str(data), "--output", str(output)]  # fmt: skip
     for item in [*TINY, f"train.epochs={epochs}"]:
         args += ["--set", item]

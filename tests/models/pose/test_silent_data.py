@@ -14,21 +14,21 @@ import pytest
 import torch
 from torch import nn
 
-from models.common.checkpoint import (
+from tests.oracles.fixtures import load_fixture
+from tokenprune_models.common.checkpoint import (
     DIGEST_KEY,
     load_state_dict_file,
     read_weights_only,
     save_atomic,
     with_digest,
 )
-from models.common.engine import Trainer, load_training_checkpoint, load_weights
-from models.common.simcc import SimCCCodec
-from models.pose.data import AnnotationWarning, KeypointDataset, load_annotations
-from models.pose.engine import PoseTask, PoseTrainConfig
-from models.pose.synthetic import generate_split
-from models.pose3d.h36m import load_sequences
-from models.pose3d.synthetic import write_dataset
-from tests.oracles.fixtures import load_fixture
+from tokenprune_models.common.engine import Trainer, load_training_checkpoint, load_weights
+from tokenprune_models.common.simcc import SimCCCodec
+from tokenprune_models.pose.data import AnnotationWarning, KeypointDataset, load_annotations
+from tokenprune_models.pose.engine import PoseTask, PoseTrainConfig
+from tokenprune_models.pose.synthetic import generate_split
+from tokenprune_models.pose3d.h36m import load_sequences
+from tokenprune_models.pose3d.synthetic import write_dataset
 
 # ----------------------------------------------------------------------------- COCO files
 
@@ -368,8 +368,8 @@ def test_a_real_enospc_from_the_file_system(tmp_path, monkeypatch):
 
 
 def test_lifting_checkpoints_go_through_the_same_checks(tmp_path):
-    from models.hot.build import mixste_config
-    from models.hot.train import LiftingTask, LiftingTrainConfig
+    from tokenprune_models.hot.build import mixste_config
+    from tokenprune_models.hot.train import LiftingTask, LiftingTrainConfig
 
     def trainer(dim: int = 16) -> Trainer:
         task = LiftingTask(mixste_config(num_frames=9, dim=dim, num_kept=3, prune_loop=1))
@@ -398,7 +398,7 @@ def test_lifting_checkpoints_go_through_the_same_checks(tmp_path):
 
 
 def test_gtpt_head_axis_must_be_x_or_y():
-    from models.gtpt import convert_official_state_dict
+    from tokenprune_models.gtpt import convert_official_state_dict
 
     with pytest.raises(ValueError, match=r"not in the official GTPT layout: "
                                          r"\['ema_mlp_head_z\.0\.weight'\]"):  # fmt: skip
@@ -411,13 +411,13 @@ def test_gtpt_head_axis_must_be_x_or_y():
 
 @pytest.mark.parametrize("module", ["gtpt", "tokenpose", "hot"])
 def test_converters_reject_non_string_keys(module):
-    convert = __import__(f"models.{module}", fromlist=["x"]).convert_official_state_dict
+    convert = __import__(f"tokenprune_models.{module}", fromlist=["x"]).convert_official_state_dict
     with pytest.raises(TypeError, match=r"the key 0 \(int\)"):
         convert({0: torch.zeros(1)})
 
 
 def test_gtpt_official_file_errors_list_official_names_and_the_file(tmp_path):
-    from models.gtpt import load_official_checkpoint
+    from tokenprune_models.gtpt import load_official_checkpoint
 
     official, _ = load_fixture("gtpt_t_coco")  # the official layout, both branches
     official = dict(official)
@@ -439,7 +439,7 @@ def test_gtpt_official_file_errors_list_official_names_and_the_file(tmp_path):
 
 
 def test_tokenpose_official_file_errors_list_official_names_and_the_file(tmp_path):
-    from models.tokenpose import build_tokenpose, load_official_checkpoint
+    from tokenprune_models.tokenpose import build_tokenpose, load_official_checkpoint
 
     official, _ = load_fixture("ppt_s_coco")
     official = dict(official)
@@ -456,8 +456,8 @@ def test_tokenpose_official_file_errors_list_official_names_and_the_file(tmp_pat
 
 
 def test_hot_official_file_errors_list_official_names_and_the_file(tmp_path):
-    from models.hot import build_hot_mixste, load_official_checkpoint, mixste_config
-    from models.hot.train import LiftingTask, load_official
+    from tokenprune_models.hot import build_hot_mixste, load_official_checkpoint, mixste_config
+    from tokenprune_models.hot.train import LiftingTask, load_official
 
     sizes = {"num_frames": 27, "dim": 64, "num_kept": 9, "prune_loop": 1}
     official, _ = load_fixture("hot_mixste_small")
@@ -485,7 +485,7 @@ def test_hot_official_file_errors_list_official_names_and_the_file(tmp_path):
      ("hot_mixste_small", "hot", {})],
 )  # fmt: skip
 def test_official_names_invert_the_converters_on_the_fixtures(case, module, kwargs):
-    convert = __import__(f"models.{module}.convert", fromlist=["x"])
+    convert = __import__(f"tokenprune_models.{module}.convert", fromlist=["x"])
     state_dict, _ = load_fixture(case)
     converted = convert.convert_official_state_dict(state_dict)
     for ours, value in converted.items():

@@ -1,4 +1,5 @@
-"""models.pose3d.camera: quaternions, world/camera frames, projection, H36M calibration."""
+"""tokenprune_models.pose3d.camera: quaternions, world/camera frames, projection, H36M
+calibration."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.pose3d.camera import (
+from tokenprune_models.pose3d.camera import (
     Camera,
     camera_to_world,
     image_coordinates,
@@ -17,7 +18,7 @@ from models.pose3d.camera import (
     quaternion_to_matrix,
     world_to_camera,
 )  # fmt: skip
-from models.pose3d.h36m import (
+from tokenprune_models.pose3d.h36m import (
     h36m_cameras,
 )  # fmt: skip
 

@@ -1,5 +1,5 @@
-"""models.pose3d.synthetic and models.pose3d.h36m: the synthetic motion set, the
-VideoPose3D-format loader and the clip dataset."""
+"""tokenprune_models.pose3d.synthetic and tokenprune_models.pose3d.h36m: the synthetic motion set,
+the VideoPose3D-format loader and the clip dataset."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.pose3d.camera import (
+from tokenprune_models.pose3d.camera import (
     image_coordinates,
 )  # fmt: skip
-from models.pose3d.h36m import (
+from tokenprune_models.pose3d.h36m import (
     ClipDataset,
     PoseSequence,
     dataset_files,
@@ -20,14 +20,14 @@ from models.pose3d.h36m import (
     load_sequences,
     load_split,
 )  # fmt: skip
-from models.pose3d.skeleton import (
+from tokenprune_models.pose3d.skeleton import (
     H36M_KEPT_JOINTS,
     H36M_PARENTS,
     JOINTS_LEFT,
     JOINTS_RIGHT,
     flip_pose,
 )  # fmt: skip
-from models.pose3d.synthetic import generate_dataset, main, write_dataset
+from tokenprune_models.pose3d.synthetic import generate_dataset, main, write_dataset
 
 # ------------------------------------------------------------------- synthetic + loader
 

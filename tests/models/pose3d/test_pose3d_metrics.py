@@ -1,4 +1,4 @@
-"""models.pose3d.metrics: MPJPE, P-MPJPE (against Horn's method), action averages."""
+"""tokenprune_models.pose3d.metrics: MPJPE, P-MPJPE (against Horn's method), action averages."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.pose3d.camera import (
+from tokenprune_models.pose3d.camera import (
     quaternion_to_matrix,
 )  # fmt: skip
-from models.pose3d.metrics import (
+from tokenprune_models.pose3d.metrics import (
     action_average,
     canonical_action,
     mpjpe,

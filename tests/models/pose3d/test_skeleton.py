@@ -1,4 +1,4 @@
-"""models.pose3d.skeleton: the Human3.6M skeletons and flipping."""
+"""tokenprune_models.pose3d.skeleton: the Human3.6M skeletons and flipping."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.pose3d.skeleton import (
+from tokenprune_models.pose3d.skeleton import (
     FLIP_PERMUTATION,
     H36M_KEPT_JOINTS,
     H36M_PARENTS,

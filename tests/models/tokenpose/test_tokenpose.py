@@ -8,14 +8,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.common.heatmap import HeatmapCodec
-from models.ppt import build_tokenpose, convert_official_state_dict, load_official_checkpoint
-from models.tokenpose import PRESETS, TokenPose, TokenPoseConfig
-from models.tokenpose.hrnet import HRNetStem
-from models.tokenpose.train import TokenPoseTask, make_task
 from tests.oracles.fixtures import load_fixture
 from tokenprune import count_flops
 from tokenprune.flops.paper import paper_macs
+from tokenprune_models.common.heatmap import HeatmapCodec
+from tokenprune_models.ppt import (
+    build_tokenpose,
+    convert_official_state_dict,
+    load_official_checkpoint,
+)
+from tokenprune_models.tokenpose import PRESETS, TokenPose, TokenPoseConfig
+from tokenprune_models.tokenpose.hrnet import HRNetStem
+from tokenprune_models.tokenpose.train import TokenPoseTask, make_task
 
 
 @pytest.fixture(scope="module")

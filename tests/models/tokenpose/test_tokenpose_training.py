@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from models.common.engine import load_training_checkpoint
-from models.dppt import PRESETS, DPPTLoss
-from models.dppt.train import DPPTTask
-from models.dppt.train import main as dppt_main
-from models.dppt.train import make_task as make_dppt_task
-from models.tokenpose import PRESETS as TOKENPOSE
-from models.tokenpose import build_tokenpose
-from models.tokenpose.train import main as tokenpose_main
+from tokenprune_models.common.engine import load_training_checkpoint
+from tokenprune_models.dppt import PRESETS, DPPTLoss
+from tokenprune_models.dppt.train import DPPTTask
+from tokenprune_models.dppt.train import main as dppt_main
+from tokenprune_models.dppt.train import make_task as make_dppt_task
+from tokenprune_models.tokenpose import PRESETS as TOKENPOSE
+from tokenprune_models.tokenpose import build_tokenpose
+from tokenprune_models.tokenpose.train import main as tokenpose_main
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = ROOT / "models" / "tokenpose" / "configs"
@@ -37,19 +38,15 @@ def _sets(*items: str) -> list[str]:
     return [arg for item in items for arg in ("--set", item)]
 
 
-SYNTHETIC = _sets(
-    "data.train_annotations=annotations/person_keypoints_train.json",
-    "data.train_images=images/train",
-    "data.val_annotations=annotations/person_keypoints_val.json",
-    "data.val_images=images/val",
-    *TINY,
-)
+# the synthetic configs name the generator's files: no data.* overrides
+SYNTHETIC = _sets(*TINY)
+DPPT_CONFIG = ROOT / "models" / "dppt" / "configs" / "synthetic_dppt_s.yaml"
 
 
 def test_tokenpose_trains_and_a_dppt_student_distils_from_it(data, tmp_path, capsys):
     torch.set_num_threads(1)
     teacher_dir = tmp_path / "teacher"
-    args = ["--config", str(CONFIGS / "tokenpose_s_coco.yaml"), "--data", str(data)]
+    args = ["--config", str(CONFIGS / "synthetic_tokenpose_s.yaml"), "--data", str(data)]
     assert tokenpose_main([*args, "--output", str(teacher_dir), *SYNTHETIC]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert 0.0 <= metrics["AP"] <= 1.0
@@ -57,7 +54,7 @@ def test_tokenpose_trains_and_a_dppt_student_distils_from_it(data, tmp_path, cap
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in logged if "loss" in r)
 
     student_dir = tmp_path / "student"
-    config = ROOT / "models" / "dppt" / "configs" / "dppt_s_coco.yaml"
+    config = DPPT_CONFIG
     teacher = _sets(f"model.teacher_checkpoint={teacher_dir / 'last.pt'}")
     dppt_args = ["--config", str(config), "--data", str(data), "--output", str(student_dir)]
     assert dppt_main([*dppt_args, *SYNTHETIC, *teacher]) == 0
@@ -74,11 +71,15 @@ def test_tokenpose_trains_and_a_dppt_student_distils_from_it(data, tmp_path, cap
     assert "AP" in json.loads(capsys.readouterr().out)
 
 
-def test_dppt_training_without_a_teacher_says_so(data, tmp_path):
-    config = ROOT / "models" / "dppt" / "configs" / "dppt_s_coco.yaml"
-    args = ["--config", str(config), "--data", str(data), "--output", str(tmp_path)]
-    with pytest.raises(ValueError, match=r"needs model\.teacher_checkpoint"):
-        dppt_main([*args, *SYNTHETIC])
+def test_dppt_training_without_a_teacher_says_so(data, tmp_path, capsys):
+    args = ["--config", str(DPPT_CONFIG), "--data", str(data), "--output", str(tmp_path)]
+    for teacher in ("null", str(tmp_path / "missing.pt")):
+        with pytest.raises(SystemExit) as stop:
+            dppt_main([*args, *SYNTHETIC, *_sets(f"model.teacher_checkpoint={teacher}")])
+        assert stop.value.code == 2
+        [line] = capsys.readouterr().err.splitlines()  # one line, no traceback
+        expected = r"needs model\.teacher_checkpoint" if teacher == "null" else r"missing\.pt"
+        assert re.match(rf"\S+: error: .*{expected}", line), line
 
 
 def test_dppt_loss_of_a_student_sharing_the_teachers_weights():
