@@ -28,6 +28,8 @@ from .report import add_timing_arguments, make_parser, publish, resolve_timing
 #: as the issue and HoT's README round them.
 PUBLISHED_GFLOPS = {"mixste": 278.0, "hot": 168.0, "tpc": 251.0}
 NAMES = {"mixste": "MixSTE", "hot": "HoT w. MixSTE (seq2seq)", "tpc": "TPC w. MixSTE (seq2frame)"}
+#: The preset of :data:`tokenprune_models.hot.PRESETS` of each row.
+PRESET_NAMES = {"mixste": "mixste", "hot": "hot_mixste", "tpc": "tpc_mixste"}
 
 
 #: The smoke run's sizes (``--quick``): 27 frames of width 64; HoT keeps 9 frames from loop 1
@@ -42,7 +44,8 @@ SMALL = {
 def _models(small: bool) -> dict:
     """MixSTE, HoT and TPC sharing one set of weights (only pruning and recovery differ)."""
     torch.manual_seed(0)
-    models = {v: build_hot_mixste(v, **(SMALL[v] if small else {})).eval() for v in SMALL}
+    models = {v: build_hot_mixste(PRESET_NAMES[v], **(SMALL[v] if small else {})).eval()
+              for v in SMALL}  # fmt: skip
     shared = models["mixste"].state_dict()
     for variant in ("hot", "tpc"):
         result = models[variant].load_state_dict(shared, strict=False)

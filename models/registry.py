@@ -75,14 +75,11 @@ class Family:
 
 FAMILIES: Mapping[str, Family] = MappingProxyType({
     "gtpt": Family("gtpt", "GTPT", gtpt.PRESETS, gtpt.GTPT, gtpt_filter),
-    "tokenpose": Family("tokenpose", "TokenPose/PPT/DPPT", {**tokenpose.PRESETS, **dppt.PRESETS},
+    "tokenpose": Family("tokenpose", "TokenPose/PPT/DPPT", tokenpose.PRESETS,
                         tokenpose.TokenPose, tokenpose_filter, ("backend",)),
     "hevitpose": Family("hevitpose", "HEViTPose", hevitpose.PRESETS, hevitpose.HEViTPose,
                         hevitpose_filter),
-    "hot": Family("hot", "MixSTE/HoT", {"mixste": hot.CONFIGS["mixste"],
-                                        "hot_mixste": hot.CONFIGS["hot"],
-                                        "tpc_mixste": hot.CONFIGS["tpc"]},
-                  hot.MixSTE, hot_filter),
+    "hot": Family("hot", "MixSTE/HoT", hot.PRESETS, hot.MixSTE, hot_filter),
 })  # fmt: skip
 
 #: Where each family's shipped weights, model cards and records live (``<family>/weights/``).
@@ -161,8 +158,11 @@ class ModelEntry:
 
 
 def _presets() -> list[ModelEntry]:
-    return [ModelEntry(name, family.name, name)
-            for family in FAMILIES.values() for name in family.presets]  # fmt: skip
+    """Every family preset under its own name, and DPPT's students under DPPT's names (the PPT
+    presets: :data:`tokenprune_models.dppt.STUDENTS`)."""
+    presets = [ModelEntry(name, family.name, name)
+               for family in FAMILIES.values() for name in family.presets]  # fmt: skip
+    return [*presets, *(ModelEntry(name, "tokenpose", ppt) for name, ppt in dppt.STUDENTS.items())]
 
 
 _HOT_DEMO_SIZE = {"num_frames": 27, "dim": 64}
@@ -259,10 +259,10 @@ def create_model(
 
     Raises:
         ValueError: an unknown name (close matches listed), more than one source of weights,
-            ``pretrained`` for a name without shipped weights, a bad config value, or a
-            checkpoint that does not fit the network (its file and entries named).
-        TypeError: an override that is no config field (the fields listed), or an argument of
-            the wrong type.
+            ``pretrained`` for a name without shipped weights, an override that is no config
+            field (the fields listed), a bad config value, or a checkpoint that does not fit the
+            network (its file and entries named).
+        TypeError: an argument of the wrong type.
         FileNotFoundError: a checkpoint file (or a shipped weights file) is missing.
     """
     entry = model_entry(name)

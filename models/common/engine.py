@@ -2,13 +2,13 @@
 
 A :class:`Task` (:class:`tokenprune_models.pose.engine.PoseTask`,
 :class:`tokenprune_models.hot.train.LiftingTask`) supplies the model, its optimiser and
-learning-rate factor, the loss of a batch, its predictions and its metric. The :class:`Trainer` does
+learning-rate factor, the loss of a batch and its evaluation and metric. The :class:`Trainer` does
 the rest: resumable sharding of a dataset seeded per sample (:class:`ShardedSampler`), bfloat16
 autocast on GPUs, EMA, a step budget, DDP through ``torchrun``, a tqdm bar, ``metrics.jsonl`` and
 ``learning_curve.png``, and checkpoints written atomically (with a digest of their tensors, read
 with ``weights_only=True``) every epoch and on Ctrl-C or SIGTERM, holding the position inside the
-epoch and torch's random state so that a resumed run ends with exactly the weights of an
-uninterrupted one.
+epoch and torch's random state (the CPU's and, with CUDA, the GPUs') so that a resumed run ends
+with exactly the weights of an uninterrupted one.
 
 Configs are YAML sections (:func:`load_config`) read into dataclasses (:func:`config_from`: an
 unknown key is a one-line error listing the valid ones); :func:`run` is every family's command
@@ -25,8 +25,8 @@ import signal
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -52,6 +52,7 @@ from .checkpoint import (
 from .cli import USER_ERRORS, HelpFormatter, exit_with_error
 from .curves import plot_learning_curve, read_learning_curve
 from .ema import ModelEMA
+from .presets import check_keys, config_keys
 
 __all__ = [
     "ModelFamily", "ShardedSampler", "Task", "TrainConfig", "Trainer", "check_keys",
@@ -70,6 +71,8 @@ class TrainConfig:
     output: str  # the run's folder: checkpoints, metrics.jsonl, learning_curve.png
     epochs: int = 300
     batch_size: int = 64  # per process
+    #: clips or crops per forward pass of the evaluation (its results do not depend on it)
+    eval_batch_size: int = 64
     lr: float = 1e-3  # the base learning rate (the task's factor multiplies it)
     #: weights to start from: a checkpoint of this engine or a plain state_dict file (see
     #: :func:`load_weights`); the task adapts them (e.g. to another input size). A resumed run
@@ -86,7 +89,8 @@ class TrainConfig:
     progress: bool = True  # tqdm progress bar
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_every", "log_every", "workers", "seed"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every", "log_every",
+                     "workers", "seed"):
             check_int(name, getattr(self, name), low=0 if name in ("workers", "seed") else 1)
         if self.max_steps is not None:
             check_int("max_steps", self.max_steps, low=1)
@@ -133,11 +137,6 @@ class Task(ABC):
     @abstractmethod
     def loss(self, outputs: Any, batch: dict[str, Tensor], epoch: float) -> Tensor:
         """The scalar loss of a batch from the training module's outputs."""
-
-    @abstractmethod
-    def predict(self, model: nn.Module, inputs: Tensor, flip: bool) -> Any:
-        """The predictions of ``model`` (eval mode) for a batch of inputs, with the flip test
-        when ``flip``; what :meth:`evaluate` scores."""
 
     @abstractmethod
     def evaluate(self, model: nn.Module, data: Any, device: torch.device, config: TrainConfig,
@@ -196,6 +195,14 @@ class ShardedSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(self.per_rank() - self.start, 0)
+
+
+def _set_cuda_rng_state(states: Sequence[Tensor]) -> None:
+    """Restore the GPUs' generators saved by :meth:`Trainer.checkpoint_state`; with fewer GPUs
+    now than then, those present get the first states (a resumed run is exact when it runs on
+    the same devices)."""
+    count = torch.cuda.device_count()
+    torch.cuda.set_rng_state_all(list(states)[:count])
 
 
 def _ignore_interrupts_in_worker(worker_id: int) -> None:
@@ -328,7 +335,7 @@ class Trainer:
 
     def checkpoint_state(self) -> dict:
         """What :meth:`save` writes: weights, optimiser, scheduler, position, torch's random
-        state, the config and the task's settings."""
+        state (the CPU's and, with CUDA, every GPU's), the config and the task's settings."""
         return {
             "model": self.model.state_dict(),
             "ema": None if self.ema is None else self.ema.state_dict(),
@@ -339,6 +346,8 @@ class Trainer:
             "config": asdict(self.config),
             "task": self.task.settings(),
             "rng": torch.get_rng_state(),
+            # every GPU's generator too (dropout and stochastic depth on CUDA draw from it)
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
 
     def save(self, name: str = "last.pt") -> Path | None:
@@ -389,12 +398,24 @@ class Trainer:
         if not (isinstance(rng, Tensor) and rng.dtype == torch.uint8 and rng.dim() == 1):
             raise ValueError(f"{where} entry 'rng' must be a uint8 tensor (torch's random "
                              "state)")  # fmt: skip
+        # a checkpoint written without CUDA (or before this entry existed) has none: the GPUs'
+        # generators are then left as they are
+        cuda_rng = state.get("cuda_rng")
+        if cuda_rng is not None and not (
+            isinstance(cuda_rng, list | tuple)
+            and all(isinstance(r, Tensor) and r.dtype == torch.uint8 and r.dim() == 1
+                    for r in cuda_rng)
+        ):  # fmt: skip
+            raise ValueError(f"{where} entry 'cuda_rng' must be a list of uint8 tensors (the "
+                             "GPUs' random states)")  # fmt: skip
+        restore_cuda = cuda_rng is not None and torch.cuda.is_available()
         for entry, restore in (
             ("model", lambda: self.model.load_state_dict(state["model"])),
             ("ema", lambda: None if ema is None else self.ema.load_state_dict(ema)),
             ("optimizer", lambda: self.optimizer.load_state_dict(state["optimizer"])),
             ("scheduler", lambda: self.scheduler.load_state_dict(state["scheduler"])),
             ("rng", lambda: torch.set_rng_state(rng)),
+            ("cuda_rng", lambda: _set_cuda_rng_state(cuda_rng) if restore_cuda else None),
         ):
             try:
                 restore()
@@ -586,25 +607,6 @@ def _flatten(metrics: Mapping, prefix: str = "") -> dict:
 # -- configs --------------------------------------------------------------------------------
 
 
-def check_keys(values: object, valid: Iterable[str], where: str) -> dict:
-    """``values`` as a dict, after checking that it is a mapping of ``valid`` keys only.
-
-    Raises:
-        ValueError: not a mapping, or unknown keys (one line naming ``where``, the unknown keys
-            and the valid ones).
-    """
-    if values is None:
-        return {}
-    if not isinstance(values, Mapping):
-        raise ValueError(f"{where} must be a mapping of keys to values, got "
-                         f"{type(values).__name__}")  # fmt: skip
-    valid = list(valid)
-    unknown = sorted(str(k) for k in values if k not in valid)
-    if unknown:
-        raise ValueError(f"{where} has unknown keys {unknown}; valid keys: {', '.join(valid)}")
-    return dict(values)
-
-
 def config_from(cls: type[_T], values: object, where: str, **fixed: Any) -> _T:
     """The dataclass ``cls`` from a config section ``values`` and ``fixed`` fields (not
     settable from the section), e.g. ``config_from(TrainConfig, config["train"],
@@ -614,7 +616,7 @@ def config_from(cls: type[_T], values: object, where: str, **fixed: Any) -> _T:
         ValueError: keys that are not fields of ``cls`` (see :func:`check_keys`), or the
             dataclass's own checks.
     """
-    valid = [f.name for f in fields(cls) if f.init and f.name not in fixed]
+    valid = [name for name in config_keys(cls) if name not in fixed]
     return cls(**check_keys(values, valid, where), **fixed)
 
 

@@ -20,7 +20,10 @@ from tokenprune.checks import check_floating, check_number
 from .codec import check_size, target_tensors
 from .keypoints import check_keypoint_inputs, flip_permutation
 
-__all__ = ["HeatmapCodec", "heatmap_mse_loss"]
+__all__ = ["DEFAULT_SIGMA", "HeatmapCodec", "heatmap_mse_loss"]
+
+#: The Gaussian width in cells of TokenPose's and SimpleBaseline's heatmaps.
+DEFAULT_SIGMA = 2.0
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class HeatmapCodec:
     Attributes:
         image_size: input ``(height, width)`` in pixels.
         heatmap_size: heatmap ``(height, width)`` in cells.
-        sigma: Gaussian width in cells (TokenPose and SimpleBaseline: 2).
+        sigma: Gaussian width in cells (TokenPose and SimpleBaseline: 2, :data:`DEFAULT_SIGMA`).
 
     Targets (:meth:`encode`) are ``target_heatmaps [B, K, h, w]`` and ``target_weight [B, K]``;
     model outputs are heatmaps ``[B, K, h, w]``.
@@ -42,7 +45,7 @@ class HeatmapCodec:
 
     image_size: tuple[int, int]
     heatmap_size: tuple[int, int]
-    sigma: float = 2.0
+    sigma: float = DEFAULT_SIGMA
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", check_size("image_size", self.image_size))

@@ -10,8 +10,8 @@ overrides, and the distillation (teacher checkpoint, loss weights, layers; see :
 The teacher is the student's network unpruned: a checkpoint of
 ``python -m tokenprune_models.tokenpose.train`` (``teacher_format: ours``, its EMA weights when it
 kept them) or an official TokenPose checkpoint (``teacher_format: official``). Evaluation, resuming
-and the other options are those of :mod:`tokenprune_models.pose.cli`; checkpoints hold the student
-only.
+and the other options are those of the command line :func:`tokenprune_models.common.engine.run`;
+checkpoints hold the student only.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..common.checkpoint import read_weights_only
-from ..pose.cli import ModelFamily, run
+from ..pose.cli import PoseFamily, run
 from ..tokenpose import TokenPose, TokenPoseConfig
 from ..tokenpose.convert import checkpoint_filter
 from ..tokenpose.train import TokenPoseTask, task_from_section
@@ -134,7 +134,7 @@ def make_task(config: dict) -> DPPTTask:
     return task_from_section(DPPTTask, config.get("model", {}), PRESETS)
 
 
-FAMILY = ModelFamily("DPPT", make_task)
+FAMILY = PoseFamily("DPPT", make_task)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,8 @@ def build_gtpt(config: str | GTPTConfig = "gtpt_t_coco", **overrides: Any) -> GT
         The model, randomly initialised (GTPT's from-scratch initialisation), in train mode.
 
     Raises:
-        ValueError: an unknown preset name or a bad field value.
-        TypeError: an override that is no field.
+        ValueError: an unknown preset name, an override that is no field (the fields listed) or
+            a bad field value.
+        TypeError: a field of the wrong type.
     """
     return GTPT(resolve_config(config, PRESETS, overrides))

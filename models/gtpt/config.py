@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tokenprune.checks import check_keep_rate, check_number
+from tokenprune.checks import check_int, check_keep_rate, check_number
 
 from ..common.codec import check_size
 from ..common.keypoints import COCO_FLIP_PAIRS, WHOLEBODY_FLIP_PAIRS
@@ -37,6 +37,16 @@ def check_keep_rates(keep_rates: Sequence[float]) -> tuple[float, float, float, 
                 f"keep_rates must not increase (pruned tokens cannot come back), got {rates}"
             )
     return rates  # type: ignore[return-value]
+
+
+def _int_tuple(name: str, values: object, low: int, high: int | None = None) -> tuple[int, ...]:
+    """``values``, a sequence of ints in ``[low, high]``, as a tuple (each checked by name)."""
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a sequence of ints, got {type(values).__name__}")
+    if high is not None and high < low and len(values):
+        raise ValueError(f"{name} must be empty (no value is valid: none of the indices it "
+                         f"names exists), got {tuple(values)}")  # fmt: skip
+    return tuple(check_int(f"{name}[{i}]", v, low=low, high=high) for i, v in enumerate(values))
 
 
 @dataclass(frozen=True)
@@ -85,13 +95,50 @@ class GTPTConfig:
     keypoint_init_std: float = 0.02
 
     def __post_init__(self) -> None:
+        for name in ("dim", "stem_channels", "num_heads"):
+            check_int(name, getattr(self, name), low=1)
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim must be a multiple of num_heads, got dim={self.dim} and "
+                             f"num_heads={self.num_heads}")  # fmt: skip
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
         for name in ("image_size", "patch_size"):
             object.__setattr__(self, name, check_size(name, getattr(self, name)))
         object.__setattr__(self, "keep_rates", check_keep_rates(self.keep_rates))
-        if len(self.group_parts) != 3:
-            raise ValueError(f"group_parts must name the parts of 3 groups, got {self.group_parts}")
+        dense = _int_tuple("dense_per_part", self.dense_per_part, low=1)
+        object.__setattr__(self, "dense_per_part", dense)
+        groups = self.group_parts
+        if isinstance(groups, str | bytes) or not isinstance(groups, Sequence) or len(groups) != 3:
+            raise ValueError(f"group_parts must name the parts of 3 groups, got {groups!r}")
+        groups = tuple(_int_tuple(f"group_parts[{g}] (parts of dense_per_part, {len(dense)} "
+                                  "here)", parts, low=0, high=len(dense) - 1)
+                       for g, parts in enumerate(groups))  # fmt: skip
+        if sorted(p for parts in groups for p in parts) != list(range(len(dense))):
+            raise ValueError(f"group_parts must place each of the {len(dense)} parts of "
+                             f"dense_per_part in exactly one group, got {groups}")  # fmt: skip
+        object.__setattr__(self, "group_parts", groups)
+        order = _int_tuple("output_groups", self.output_groups, low=0, high=2)
+        if dense and sorted(order) != [0, 1, 2]:
+            raise ValueError(f"output_groups must order the 3 groups (a permutation of 0, 1, 2), "
+                             f"got {order}")  # fmt: skip
+        if not dense and order:
+            raise ValueError(f"output_groups must be empty without dense keypoints, got {order}")
+        object.__setattr__(self, "output_groups", order)
+        pairs = self.flip_pairs
+        if isinstance(pairs, str | bytes) or not isinstance(pairs, Sequence):
+            raise TypeError(f"flip_pairs must be a sequence of (left, right) keypoint pairs, got "
+                            f"{type(pairs).__name__}")  # fmt: skip
+        count = self.num_keypoints
+        checked = []
+        for i, pair in enumerate(pairs):
+            pair = _int_tuple(f"flip_pairs[{i}]", pair, low=0, high=count - 1)
+            if len(pair) != 2:
+                raise ValueError(f"flip_pairs[{i}] must be a (left, right) pair, got {pair}")
+            checked.append(pair)
+        object.__setattr__(self, "flip_pairs", tuple(checked))
+        mlp_ratio = check_number("mlp_ratio", self.mlp_ratio)
+        if not mlp_ratio > 0:
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
         std = check_number("keypoint_init_std", self.keypoint_init_std)
         if not std > 0:
             raise ValueError(f"keypoint_init_std must be > 0, got {std}")

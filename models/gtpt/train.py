@@ -16,7 +16,8 @@ The config's ``model`` section names a preset of :data:`tokenprune_models.gtpt.c
 ``--set section.key=value`` overrides a config entry (e.g. ``--set train.epochs=5``). The data
 folder holds the files named in the config's ``data`` section (COCO's layout by default; the
 synthetic data set of ``tokenprune_models.pose.synthetic`` has its own config). The command
-line itself is :mod:`tokenprune_models.pose.cli`.
+line itself is :func:`tokenprune_models.common.engine.run` (the 2-D data and trainer:
+:mod:`tokenprune_models.pose.cli`).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from tokenprune import (
 )
 
 from ..common.engine import Trainer
-from ..common.presets import config_from_section
-from ..pose.cli import ModelFamily, run
+from ..common.presets import check_keys, config_from_section
+from ..pose.cli import PoseFamily, run
 from ..pose.cli import build_trainer as build_pose_trainer
 from ..pose.engine import PoseTask
 from .config import PRESETS, GTPTConfig
@@ -133,20 +134,30 @@ class GTPTTask(PoseTask):
         return self.codec.decode(outputs)
 
 
+#: The keys of a config's ``curriculum`` section and the :class:`GTPTTask` fields they set.
+CURRICULUM_KEYS = {"kind": "curriculum", "warmup_epochs": "warmup_epochs", "end_epoch": "end_epoch"}
+
+
 def make_task(config: dict) -> GTPTTask:
     """The GTPT task of a config's ``model`` section (a preset of
-    :data:`~tokenprune_models.gtpt.config.PRESETS` and its overrides) and ``curriculum`` section."""
-    curriculum = dict(config.get("curriculum", {}))
-    if "kind" in curriculum:
-        curriculum["curriculum"] = curriculum.pop("kind")
-    return GTPTTask(config_from_section(config.get("model", {}), PRESETS), **curriculum)
+    :data:`~tokenprune_models.gtpt.config.PRESETS` and its overrides) and ``curriculum`` section
+    (``kind``, ``warmup_epochs``, ``end_epoch``: see :func:`keep_rate_schedule`).
+
+    Raises:
+        ValueError: an unknown key in either section (every valid one listed), a missing or
+            unknown preset, or a bad value.
+    """
+    curriculum = check_keys(config.get("curriculum"), CURRICULUM_KEYS,
+                            "config section 'curriculum'")  # fmt: skip
+    network, _ = config_from_section(config.get("model"), PRESETS)
+    return GTPTTask(network, **{CURRICULUM_KEYS[k]: v for k, v in curriculum.items()})
 
 
 def _load_official(path: Path, task: GTPTTask) -> nn.Module:
     return load_official_checkpoint(path, task.config)
 
 
-FAMILY = ModelFamily("GTPT", make_task, _load_official)
+FAMILY = PoseFamily("GTPT", make_task, _load_official)
 
 
 def build_trainer(config: dict, data_root: str | Path, output: str | Path,

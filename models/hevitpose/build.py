@@ -57,8 +57,9 @@ def build_hevitpose(config: str | HEViTPoseConfig = "hevitpose_t", **overrides: 
             e.g. ``num_keypoints=17`` (COCO) or ``image_size=(256, 192)``.
 
     Raises:
-        ValueError: an unknown preset name or a bad field value.
-        TypeError: an override that is no field.
+        ValueError: an unknown preset name, an override that is no field (the fields listed) or
+            a bad field value.
+        TypeError: a field of the wrong type.
     """
     return HEViTPose(resolve_config(config, PRESETS, overrides))
 

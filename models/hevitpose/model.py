@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from einops import rearrange
 from torch import Tensor, nn
 
+from tokenprune.checks import check_int, check_number
+
+from ..common.codec import check_size
 from ..common.inputs import check_images
 from .cgsr import CGSRAttention
 
@@ -45,6 +48,9 @@ class HEViTPoseConfig:
         head_channels: channels of the two transposed convolutions of the head.
         num_keypoints: heatmaps out (16 for MPII, 17 for COCO).
         image_size: input ``(height, width)``, multiples of 16.
+
+    Raises:
+        TypeError, ValueError: a field of the wrong type or value, named.
     """
 
     widths: tuple[int, int, int]
@@ -58,6 +64,34 @@ class HEViTPoseConfig:
     head_channels: int = 128
     num_keypoints: int = 16
     image_size: tuple[int, int] = (256, 256)
+
+    def __post_init__(self) -> None:
+        for name in ("widths", "depths", "groups", "heads_per_group", "reductions", "overlaps"):
+            values = getattr(self, name)
+            if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+                raise TypeError(f"{name} must be 3 ints (one per stage), got "
+                                f"{type(values).__name__}")  # fmt: skip
+            if len(values) != 3:
+                raise ValueError(f"{name} must have 3 entries (one per stage), got {len(values)}")
+            low = 0 if name == "overlaps" else 1
+            object.__setattr__(self, name, tuple(check_int(f"{name}[{i}]", v, low=low)
+                                                 for i, v in enumerate(values)))  # fmt: skip
+        for stage, (width, groups, heads) in enumerate(
+            zip(self.widths, self.groups, self.heads_per_group, strict=True)
+        ):
+            if width % groups or (width // groups) % heads:
+                raise ValueError(f"widths[{stage}]={width} must split into groups[{stage}]="
+                                 f"{groups} groups of heads_per_group[{stage}]={heads} "
+                                 "heads")  # fmt: skip
+        for name in ("key_dim", "head_channels", "num_keypoints"):
+            check_int(name, getattr(self, name), low=1)
+        ffn_ratio = check_number("ffn_ratio", self.ffn_ratio)
+        if not ffn_ratio > 0:
+            raise ValueError(f"ffn_ratio must be > 0, got {self.ffn_ratio!r}")
+        size = check_size("image_size", self.image_size)
+        if size[0] % 16 or size[1] % 16:
+            raise ValueError(f"image_size must be multiples of 16, got {size}")
+        object.__setattr__(self, "image_size", size)
 
 
 class OverlapPatchEmbed(nn.Module):

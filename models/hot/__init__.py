@@ -4,24 +4,16 @@ Training and evaluation: ``python -m tokenprune_models.hot.train``
 (:mod:`tokenprune_models.hot.train`, the 3-D lifting task of the shared engine
 :mod:`tokenprune_models.common.engine`)."""
 
-from .build import (
-    CONFIGS,
-    build_hot_mixste,
-    build_mixste,
-    load_official_checkpoint,
-    mixste_config,
-)
+from .build import PRESETS, build_hot_mixste, load_official_checkpoint
 from .convert import convert_official_state_dict
 from .model import MixSTE, MixSTEConfig, MixSTEOutput
 
 __all__ = [
-    "CONFIGS",
+    "PRESETS",
     "MixSTE",
     "MixSTEConfig",
     "MixSTEOutput",
     "build_hot_mixste",
-    "build_mixste",
     "convert_official_state_dict",
     "load_official_checkpoint",
-    "mixste_config",
 ]

@@ -1,64 +1,61 @@
-"""The published MixSTE / HoT configurations."""
+"""MixSTE / HoT's published networks as named :data:`PRESETS` and ``build_hot_mixste``."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from typing import Any
 
 from ..common.checkpoint import read_weights_only
+from ..common.presets import resolve_config
 from .convert import checkpoint_filter
 from .model import MixSTE, MixSTEConfig
 
-__all__ = [
-    "CONFIGS", "build_hot_mixste", "build_mixste", "load_official_checkpoint", "mixste_config",
-]  # fmt: skip
+__all__ = ["PRESETS", "build_hot_mixste", "load_official_checkpoint"]
 
-#: Human3.6M, 243-frame clips, CPN 2-D detections: MixSTE as HoT uses it, HoT w. MixSTE
-#: (seq2seq: 81 frames kept before loop 3, recovered at the end) and TPC w. MixSTE
-#: (seq2frame: 61 frames kept before loop 7, the centre one among them).
-CONFIGS = {
+#: Human3.6M, 243-frame clips, CPN 2-D detections: MixSTE as HoT uses it (``mixste``), HoT w.
+#: MixSTE (``hot_mixste``, seq2seq: 81 frames kept before loop 3, recovered at the end) and TPC
+#: w. MixSTE (``tpc_mixste``, seq2frame: 61 frames kept before loop 7, the centre one among
+#: them). The synthetic-data configs and shipped weights are these with a smaller size (see
+#: ``hot/configs/synthetic_*.yaml`` and :mod:`tokenprune_models.registry`).
+PRESETS: dict[str, MixSTEConfig] = {
     "mixste": MixSTEConfig(),
-    "hot": MixSTEConfig(prune_loop=3, num_kept=81, recover=True),
-    "tpc": MixSTEConfig(prune_loop=7, num_kept=61, recover=False),
+    "hot_mixste": MixSTEConfig(prune_loop=3, num_kept=81, recover=True),
+    "tpc_mixste": MixSTEConfig(prune_loop=7, num_kept=61, recover=False),
 }
 
 
-def build_mixste(**overrides) -> MixSTE:
-    """MixSTE without pruning; keyword arguments override :class:`MixSTEConfig` fields."""
-    return MixSTE(replace(CONFIGS["mixste"], **overrides))
+def build_hot_mixste(config: str | MixSTEConfig = "hot_mixste", **overrides: Any) -> MixSTE:
+    """MixSTE, HoT w. MixSTE or TPC w. MixSTE.
 
+    Args:
+        config: a key of :data:`PRESETS` (``"hot_mixste"``: seq2seq, pruning and recovery;
+            ``"tpc_mixste"``: seq2frame, pruning only; ``"mixste"``: neither) or a
+            :class:`~tokenprune_models.hot.model.MixSTEConfig`.
+        overrides: :class:`~tokenprune_models.hot.model.MixSTEConfig` fields to replace, e.g.
+            ``num_frames=27, dim=64, num_kept=9, prune_loop=1``.
 
-def mixste_config(variant: str = "hot", **overrides) -> MixSTEConfig:
-    """The :class:`MixSTEConfig` of ``variant`` ``"hot"`` (seq2seq, pruning and recovery),
-    ``"tpc"`` (seq2frame, pruning only) or ``"mixste"`` (neither), keyword arguments overriding
-    its fields (e.g. ``num_frames=27, dim=64, num_kept=9, prune_loop=1``).
+    Returns:
+        The model, randomly initialised, in train mode.
 
     Raises:
-        ValueError: an unknown variant, a field that is not one of :class:`MixSTEConfig`'s, or
-            invalid sizes (see :class:`MixSTEConfig`).
+        ValueError: an unknown preset name, an override that is no field (the fields listed) or
+            a bad field value.
+        TypeError: ``config`` is neither a preset name nor a MixSTEConfig, or a field of the
+            wrong type.
     """
-    if variant not in CONFIGS:
-        raise ValueError(f"variant must be one of {sorted(CONFIGS)}, got {variant!r}")
-    unknown = sorted(set(overrides) - set(MixSTEConfig.__dataclass_fields__))
-    if unknown:
-        raise ValueError(f"unknown MixSTEConfig fields {unknown}; valid: "
-                         f"{', '.join(MixSTEConfig.__dataclass_fields__)}")  # fmt: skip
-    return replace(CONFIGS[variant], **overrides)
+    return MixSTE(resolve_config(config, PRESETS, overrides))
 
 
-def build_hot_mixste(variant: str = "hot", **overrides) -> MixSTE:
-    """HoT w. MixSTE of ``variant`` ``"hot"``, ``"tpc"`` or ``"mixste"`` with keyword arguments
-    overriding :class:`MixSTEConfig` fields (see :func:`mixste_config`)."""
-    return MixSTE(mixste_config(variant, **overrides))
-
-
-def load_official_checkpoint(path: str | os.PathLike, variant: str = "hot", **overrides) -> MixSTE:
-    """Build a MixSTE / HoT and load an official checkpoint file into it (eval mode).
+def load_official_checkpoint(
+    path: str | os.PathLike, config: str | MixSTEConfig = "hot_mixste", **overrides: Any
+) -> MixSTE:
+    """Build a MixSTE / HoT (see :func:`build_hot_mixste`) and load an official checkpoint file
+    into it (eval mode).
 
     The file is read with ``torch.load(weights_only=True)``; a dict wrapping the state_dict
     (HoT saves ``{"model": ...}`` or the bare state_dict) is unwrapped.
     """
     checkpoint = read_weights_only(path)
-    model = build_hot_mixste(variant, **overrides)
+    model = build_hot_mixste(config, **overrides)
     model.load_state_dict(checkpoint_filter(checkpoint, model, official=True, source=path))
     return model.eval()

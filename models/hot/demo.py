@@ -43,14 +43,14 @@ from .model import MixSTE
 from .pretrained import PRETRAINED, load_pretrained
 from .train import FAMILY, build_trainer, make_task
 
-#: (variant, shipped weights, row name), in the table's order
+#: (config_name, shipped weights, row name), in the table's order
 MODELS = (
     ("mixste", "mixste_synthetic", "MixSTE"),
     ("hot", "hot_mixste_synthetic", "HoT w. MixSTE"),
 )
 #: HoT's published learning rate, for the fine-tune of converged weights
 FINETUNE_LR = 4e-5
-#: the training configs of the shipped weights, per variant
+#: the training configs of the shipped weights, per config_name (synthetic_<config_name>.yaml)
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -72,12 +72,12 @@ def mean_pose_baseline(train: list[PoseSequence], test: list[PoseSequence]) -> d
     return score_sequences(guesses, test)
 
 
-def _train(variant: str, data: Path, output: Path, train: dict,
+def _train(config_name: str, data: Path, output: Path, train: dict,
            weights: MixSTE | None = None) -> tuple[Trainer, dict, float]:  # fmt: skip
-    """Train ``variant``'s synthetic config (``train`` overriding its ``train`` section; from
+    """Train ``config_name``'s synthetic config (``train`` overriding its ``train`` section; from
     ``weights`` if given) on ``data`` in a fresh ``output``; returns the trainer, its last
     evaluation and the training minutes."""
-    config = load_config(CONFIGS_DIR / f"synthetic_{variant}.yaml", sections=FAMILY.sections)
+    config = load_config(CONFIGS_DIR / f"synthetic_{config_name}.yaml", sections=FAMILY.sections)
     config["train"].update(train)
     (output / "metrics.jsonl").unlink(missing_ok=True)
     trainer = build_trainer(make_task(config), config, data, output)
@@ -138,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
 
     budget = {"batch_size": batch_size, "epochs": 100, "progress": not args.quick}
     rows, models = [], []
-    for variant, shipped, name in MODELS:
+    for config_name, shipped, name in MODELS:
         if args.from_scratch:
-            trainer, metrics, minutes = _train(variant, args.data, args.output / variant,
+            trainer, metrics, minutes = _train(config_name, args.data, args.output / config_name,
                                                {**budget, "max_steps": args.steps})  # fmt: skip
             model, steps, checkpoint = trainer.model.eval(), trainer.position.global_step, None
         else:

@@ -28,7 +28,9 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from tokenprune import TransformerBlock
+from tokenprune.checks import check_bool, check_float, check_int, check_number
 from tokenprune.temporal import TokenPruningCluster, TokenRecoveringAttention
+from tokenprune.temporal.clustering import TIE_BREAKS
 
 __all__ = ["MixSTE", "MixSTEConfig", "MixSTEOutput"]
 
@@ -52,6 +54,9 @@ class MixSTEConfig:
         recover: seq2seq (True: recover all ``T`` frames) or seq2frame (False: keep the centre
             frame and return the kept frames).
         tie_break: the clustering's tie rule (see :func:`tokenprune.temporal.density_peaks`).
+
+    Raises:
+        TypeError, ValueError: a field of the wrong type or value, named.
     """
 
     num_frames: int = 243
@@ -71,17 +76,24 @@ class MixSTEConfig:
     def __post_init__(self) -> None:
         for name in ("num_frames", "num_joints", "in_channels", "out_channels", "dim", "depth",
                      "num_heads"):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, getattr(self, name), low=1)
         if self.dim % self.num_heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads})")
+        mlp_ratio = check_number("mlp_ratio", self.mlp_ratio)
+        if not mlp_ratio > 0:
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
+        check_float("drop_path_rate", self.drop_path_rate, low=0, high=1, high_open=True)
+        check_bool("recover", self.recover)
+        if self.tie_break not in TIE_BREAKS:
+            raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {self.tie_break!r}")
         if (self.prune_loop is None) != (self.num_kept is None):
             raise ValueError(
                 "prune_loop and num_kept go together (both None for an unpruned MixSTE), got "
                 f"prune_loop={self.prune_loop!r}, num_kept={self.num_kept!r}"
             )
         if self.prune_loop is not None:
+            check_int("prune_loop", self.prune_loop)
+            check_int("num_kept", self.num_kept)
             if not 1 <= self.prune_loop < self.depth:
                 raise ValueError(
                     f"prune_loop must be in [1, {self.depth - 1}] (a loop index after the "

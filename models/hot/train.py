@@ -11,8 +11,9 @@
     python -m tokenprune_models.hot.train ... --eval-only --official-checkpoint hot_mixste.pth
     torchrun --nproc_per_node 4 -m tokenprune_models.hot.train ...      # several GPUs (DDP)
 
-A config has the sections ``model`` (``variant``: ``hot``, ``tpc`` or ``mixste``, and
-:class:`~tokenprune_models.hot.model.MixSTEConfig` fields overriding the variant's), ``data``
+A config has the sections ``model`` (``preset``: a key of :data:`tokenprune_models.hot.PRESETS`,
+``hot_mixste``, ``tpc_mixste`` or ``mixste``, and :class:`~tokenprune_models.hot.model.MixSTEConfig`
+fields overriding the preset's), ``data``
 (:class:`LiftingData`) and ``train`` (:class:`LiftingTrainConfig`); the loop, its checkpoints
 (mid-epoch exact resume) and logs are the engine's (:mod:`tokenprune_models.common.engine`).
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -38,18 +39,11 @@ from torch import Tensor, nn
 from tokenprune.checks import check_bool, check_float, check_number
 
 from ..common.atomic import write_text_atomic
-from ..common.engine import (
-    ModelFamily,
-    Task,
-    TrainConfig,
-    Trainer,
-    check_keys,
-    config_from,
-    run,
-)
+from ..common.engine import ModelFamily, Task, TrainConfig, Trainer, config_from, run
+from ..common.presets import config_from_section
 from ..pose3d.h36m import ClipDataset, PoseSequence, load_split
-from .build import CONFIGS, load_official_checkpoint, mixste_config
-from .evaluation import evaluate, predict_clips
+from .build import PRESETS, load_official_checkpoint
+from .evaluation import evaluate
 from .loss import lifting_loss
 from .model import MixSTE, MixSTEConfig, MixSTEOutput
 
@@ -98,18 +92,23 @@ class LiftingTask(Task):
     3-D poses ``[B, F, J, 3]`` (seq2frame: the kept frames only) with HoT's recipe.
 
     Attributes:
-        model: the network (:data:`~tokenprune_models.hot.build.CONFIGS` and :func:`make_task`).
+        config: the network (a preset of :data:`~tokenprune_models.hot.build.PRESETS` and
+            overrides; see :func:`make_task`).
     """
 
-    model: MixSTEConfig = field(default_factory=lambda: CONFIGS["hot"])
+    config: MixSTEConfig = PRESETS["hot_mixste"]
 
     config_type: ClassVar[type[TrainConfig]] = LiftingTrainConfig
     input_key: ClassVar[str] = "inputs_2d"
     metric: ClassVar[str] = "MPJPE"
     higher_is_better: ClassVar[bool] = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, MixSTEConfig):
+            raise TypeError(f"config must be a MixSTEConfig, got {type(self.config).__name__}")
+
     def build_model(self) -> MixSTE:
-        return MixSTE(self.model)
+        return MixSTE(self.config)
 
     def build_optimizer(self, model: nn.Module, config: LiftingTrainConfig) -> torch.optim.AdamW:
         """AdamW at ``config.lr`` with ``config.weight_decay``."""
@@ -130,35 +129,31 @@ class LiftingTask(Task):
                             outputs.kept_idx]  # fmt: skip
         return lifting_loss(outputs.poses.float(), target).total
 
-    def predict(self, model: nn.Module, inputs: Tensor, flip: bool) -> tuple[Tensor, Tensor | None]:
-        """``(poses [B, F or num_kept, J, 3], kept frames [B, num_kept] or None)`` of clips
-        ``[B, F, J, 2]`` (see :func:`~tokenprune_models.hot.evaluation.predict_clips`)."""
-        return predict_clips(model, inputs, flip)
-
     def evaluate(self, model: nn.Module, data: list[PoseSequence], device: torch.device,
                  config: TrainConfig, results_path: Path | None = None) -> dict:  # fmt: skip
         """MPJPE / P-MPJPE (mm) on the test sequences ``data``, every frame scored (see
         :func:`~tokenprune_models.hot.evaluation.evaluate`); written as JSON to ``results_path``."""
-        metrics = evaluate(model, data, config.flip_test, config.batch_size)
+        metrics = evaluate(model, data, config.flip_test, config.eval_batch_size)
         if results_path is not None:
             write_text_atomic(results_path, json.dumps(metrics, indent=2))
         return metrics
 
     def settings(self) -> dict:
         """The network's :class:`MixSTEConfig` as a dict."""
-        return asdict(self.model)
+        return asdict(self.config)
 
 
 def make_task(config: dict) -> LiftingTask:
-    """The task of a config's ``model`` section: ``variant`` and :class:`MixSTEConfig` fields
-    overriding the variant's (see :func:`~tokenprune_models.hot.build.mixste_config`).
+    """The task of a config's ``model`` section: a ``preset`` of
+    :data:`~tokenprune_models.hot.build.PRESETS` and :class:`MixSTEConfig` fields overriding it
+    (:func:`~tokenprune_models.common.presets.config_from_section`).
 
     Raises:
-        ValueError: an unknown key (the valid ones listed), variant or invalid sizes.
+        ValueError: an unknown key (every valid one listed), a missing or unknown preset, or
+            invalid sizes.
     """
-    valid = ("variant", *MixSTEConfig.__dataclass_fields__)
-    model = check_keys(config.get("model"), valid, "config section 'model'")
-    return LiftingTask(mixste_config(**model))
+    network, _ = config_from_section(config.get("model"), PRESETS)
+    return LiftingTask(network)
 
 
 def build_trainer(
@@ -178,7 +173,7 @@ def build_trainer(
     test = load_split(data_root, "test", data.name, data.detector)
     clips = None
     if with_train:
-        frames = task.model.num_frames
+        frames = task.config.num_frames
         clips = ClipDataset(load_split(data_root, "train", data.name, data.detector), frames,
                             data.train_stride or max(frames // 3, 1),
                             flip_prob=0.5 if data.flip else 0.0, seed=train_cfg.seed)  # fmt: skip
@@ -188,13 +183,11 @@ def build_trainer(
 def load_official(path: str | os.PathLike, task: LiftingTask) -> MixSTE:
     """The task's network with an official MixSTE / HoT checkpoint's weights (see
     :func:`~tokenprune_models.hot.build.load_official_checkpoint`)."""
-    return load_official_checkpoint(path, **asdict(task.model))
+    return load_official_checkpoint(path, task.config)
 
 
 class LiftingFamily(ModelFamily):
     """3-D lifting families: data read by :func:`build_trainer`."""
-
-    sections = ("model", "data", "train")
 
     def build_trainer(self, task: LiftingTask, config: dict, data_root: str | os.PathLike,
                       output: str | os.PathLike, with_train: bool = True,

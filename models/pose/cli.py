@@ -1,6 +1,6 @@
 """The training / evaluation command line of the 2-D pose families.
 
-A family (GTPT, TokenPose, PPT, DPPT, ...) describes itself with a :class:`ModelFamily`: how a
+A family (GTPT, TokenPose, PPT, DPPT, ...) describes itself with a :class:`PoseFamily`: how a
 config becomes a :class:`~tokenprune_models.pose.engine.PoseTask` and, optionally, how a
 checkpoint of the official implementation is loaded. :func:`run` (the engine's,
 :func:`tokenprune_models.common.engine.run`) is then the whole CLI:
@@ -27,7 +27,7 @@ from .data import KeypointDataset
 from .engine import PoseTask
 from .transforms import Augmentation
 
-__all__ = ["COCO_DATA", "ModelFamily", "build_trainer", "load_config", "run"]
+__all__ = ["COCO_DATA", "PoseFamily", "build_trainer", "load_config", "run"]
 
 #: Where COCO 2017 keeps its person keypoints, relative to the data root.
 COCO_DATA = {
@@ -76,8 +76,8 @@ def build_trainer(
     return Trainer(task, train_cfg, train_set, val_set, device)
 
 
-class ModelFamily(engine.ModelFamily):
-    """A 2-D pose family: ``ModelFamily(name, make_task, load_official=None)``, its data
+class PoseFamily(engine.ModelFamily):
+    """A 2-D pose family: ``PoseFamily(name, make_task, load_official=None)``, its data
     read by :func:`build_trainer`."""
 
     sections = SECTIONS

@@ -345,8 +345,8 @@ class KeypointDataset(Dataset):
                 points[:, 0] = image.width - 1 - points[:, 0]
                 points, visible = points[self.flip_perm], visible[self.flip_perm]
                 centre = np.array([image.width - 1 - centre[0], centre[1]])
-        matrix = affine_matrix(centre, size, rotation, (width, height))
-        crop = warp(image, matrix, (width, height))
+        matrix = affine_matrix(centre, size, rotation, (height, width))
+        crop = warp(image, matrix, (height, width))
         inputs = transform_points(points, matrix)
         pixels = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1)
         mean = torch.tensor(IMAGENET_MEAN)[:, None, None]

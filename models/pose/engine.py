@@ -91,8 +91,9 @@ class PoseTask(Task):
     def evaluate(self, model: nn.Module, data: KeypointDataset, device: torch.device,
                  config: TrainConfig, results_path: Path | None = None) -> dict:  # fmt: skip
         """OKS AP/AR on ``data`` against its annotation file (see :func:`evaluate_model`)."""
-        return evaluate_model(self, model, data, data.annotation_file, device, config.batch_size,
-                              config.workers, config.flip_test, results_path)  # fmt: skip
+        return evaluate_model(self, model, data, data.annotation_file, device,
+                              config.eval_batch_size, config.workers, config.flip_test,
+                              results_path)  # fmt: skip
 
 
 @torch.no_grad()
@@ -105,13 +106,12 @@ def predict_dataset(
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
     ids, points, scores = [], [], []
-    height, width = task.image_size
     for batch in loader:
         coords, conf = task.predict(model, batch["image"].to(device), flip)
         coords, conf = coords.cpu().double().numpy(), conf.cpu().double().numpy()
         for i in range(len(coords)):
             back = affine_matrix(batch["centre"][i].double().numpy(),
-                                 batch["size"][i].double().numpy(), 0.0, (width, height),
+                                 batch["size"][i].double().numpy(), 0.0, task.image_size,
                                  inverse=True)  # fmt: skip
             points.append(transform_points(coords[i], back))
         scores.append(conf)

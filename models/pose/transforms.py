@@ -1,8 +1,9 @@
 """Top-down crops: the affine map from an image to the model input, and augmentation.
 
 Coordinates are in pixels with pixel ``i`` centred at ``i`` (COCO's keypoint convention).
-A crop is described by a centre and a size ``(w, h)`` in image pixels plus a rotation; the map
-sends that rectangle onto the model input of ``(width, height)`` pixels.
+A crop is described by a centre and a size ``(w, h)`` in image pixels (a vector in the ``(x, y)``
+order of the points) plus a rotation; the map sends that rectangle onto the model input, whose size
+is ``(height, width)`` as every size of the zoo.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ def affine_matrix(
         centre: ``(x, y)`` of the crop in the image.
         size: ``(w, h)`` of the crop in image pixels.
         rotation: degrees.
-        output_size: ``(width, height)`` of the output.
+        output_size: ``(height, width)`` of the output.
     """
-    out_w, out_h = output_size
+    out_h, out_w = output_size
     scale = out_w / float(size[0])
     theta = math.radians(rotation)
     cos, sin = math.cos(theta) * scale, math.sin(theta) * scale
@@ -76,14 +77,16 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def warp(image: Image.Image, matrix: np.ndarray, output_size: tuple[int, int]) -> Image.Image:
-    """Resample ``image`` through the image-to-output map ``matrix`` (bilinear, zero fill)."""
+    """Resample ``image`` through the image-to-output map ``matrix`` (bilinear, zero fill) into
+    an image of ``output_size`` ``(height, width)``."""
     inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
     # PIL samples output pixel (i, j) at the input position inverse @ (i + 0.5, j + 0.5) in a
     # convention where pixel centres sit at +0.5; ours sit at integers, hence the shifts.
     shift_in = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1.0]])
     shift_out = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1.0]])
     pil = (shift_in @ np.vstack([inverse, [0, 0, 1]]) @ shift_out)[:2].reshape(-1)
-    return image.transform(output_size, Image.Transform.AFFINE, tuple(pil),
+    height, width = output_size
+    return image.transform((width, height), Image.Transform.AFFINE, tuple(pil),
                            resample=Image.Resampling.BILINEAR)  # fmt: skip
 
 

@@ -26,7 +26,8 @@ def build_tokenpose(
             replace, e.g. ``num_keypoints=133``, ``image_size=(128, 96)`` or ``keep_rate=0.5``.
 
     Raises:
-        ValueError: an unknown preset name or a bad field value.
-        TypeError: an override that is no field.
+        ValueError: an unknown preset name, an override that is no field (the fields listed) or
+            a bad field value.
+        TypeError: a field of the wrong type.
     """
     return TokenPose(resolve_config(config, PRESETS, overrides), backend)

@@ -25,14 +25,13 @@ from tokenprune.checks import check_keep_rate
 
 from ..common.inputs import check_images
 from ..common.positional import sine_positional_embedding
-from .config import STEM_STRIDE, TokenPoseConfig
+from .config import PATCH_SIZE, TokenPoseConfig
 from .hrnet import HRNetStem
 from .stem import StemNet
 
-PATCH_SIZE = (4, 3)  # rows, columns of stem features per visual token
 #: Convolutional stems, each ``[B, 3, H, W] -> [B, C, H/4, W/4]``: TokenPose-S's stem-net
 #: (C = 256) and HRNet-W32's stages 1-3 (C = 32) of TokenPose-B.
-STEMS = {"stemnet": StemNet, "hrnet_w32": HRNetStem}
+STEM_MODULES = {"stemnet": StemNet, "hrnet_w32": HRNetStem}
 
 
 class LayerRecord(NamedTuple):
@@ -82,8 +81,7 @@ class TokenPose(nn.Module):
         keep_rate: the pruning steps' keep rate, ``config.keep_rate`` at first (settable).
 
     Raises:
-        ValueError: an unknown stem, an input size that is no multiple of (16, 12), or a
-            pruning layer outside ``[1, depth - 1]``.
+        TypeError: ``config`` is not a TokenPoseConfig (the config checks its own fields).
     """
 
     def __init__(self, config: TokenPoseConfig, backend: str = "auto") -> None:
@@ -94,13 +92,7 @@ class TokenPose(nn.Module):
         self.codec = config.codec
         stem, image_size, prune_after = config.stem, config.image_size, config.prune_after
         dim, depth, num_heads = config.dim, config.depth, config.num_heads
-        if stem not in STEMS:
-            raise ValueError(f"stem must be one of {sorted(STEMS)}, got {stem!r}")
-        height, width = image_size
-        if height % (STEM_STRIDE * PATCH_SIZE[0]) or width % (STEM_STRIDE * PATCH_SIZE[1]):
-            raise ValueError(f"image_size must be multiples of (16, 12), got {image_size}")
-        if any(not 1 <= layer < depth for layer in prune_after):
-            raise ValueError(f"prune_after layers must lie in [1, {depth - 1}], got {prune_after}")
+        height, width = image_size  # the config checked every field
         self.num_keypoints = config.num_keypoints
         self.image_size = (height, width)
         self.heatmap_size = config.heatmap_size
@@ -109,7 +101,7 @@ class TokenPose(nn.Module):
         self.prune_after = prune_after
         self.keep_rate = config.keep_rate
 
-        self.stem = STEMS[stem]()
+        self.stem = STEM_MODULES[stem]()
         self.patch_embed = nn.Linear(self.stem.out_channels * math.prod(PATCH_SIZE), dim)
         self.keypoint_tokens = nn.Parameter(torch.zeros(1, config.num_keypoints, dim))
         pos = sine_positional_embedding(*self.grid, dim)

@@ -7,16 +7,16 @@
     torchrun --nproc_per_node 4 -m tokenprune_models.tokenpose.train ...      # several GPUs (DDP)
 
 The config's ``model`` section names a preset of :data:`tokenprune_models.tokenpose.config.PRESETS`
-(``preset: ppt_s``; ``tokenpose_s``, ``tokenpose_b``, ``ppt_b``), overrides of its
+(``preset: ppt_s``; ``tokenpose_s``, ``tokenpose_b``, ``ppt_b``) and overrides of its
 :class:`~tokenprune_models.tokenpose.config.TokenPoseConfig` fields (``image_size``, ``keep_rate``,
-...) and optionally the heatmap ``sigma``; the command line is :mod:`tokenprune_models.pose.cli`
+the heatmap ``sigma``, ...); the command line is :func:`tokenprune_models.common.engine.run`
 (``--set section.key=value`` overrides, ``--eval-only --checkpoint``).
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..common.keypoints import COCO_FLIP_PAIRS, WHOLEBODY_FLIP_PAIRS
 from ..common.presets import config_from_section
-from ..pose.cli import ModelFamily, run
+from ..pose.cli import PoseFamily, run
 from ..pose.engine import PoseTask
 from .config import PRESETS, TokenPoseConfig
 from .convert import load_official_checkpoint
@@ -37,17 +37,15 @@ _FLIP_PAIRS = {17: COCO_FLIP_PAIRS, 133: WHOLEBODY_FLIP_PAIRS}
 
 @dataclass
 class TokenPoseTask(PoseTask):
-    """TokenPose or PPT trained on heatmaps with the joints MSE loss; the data and the
-    predictions share the codec ``config.codec`` (with ``sigma``, if given).
+    """TokenPose or PPT trained on heatmaps with the joints MSE loss; the data, the model and
+    the predictions share one codec, ``config.codec`` (its heatmap ``sigma`` is a config field).
 
     Attributes:
         config: the network (a preset of :data:`~tokenprune_models.tokenpose.config.PRESETS` and
             overrides), for 17 (COCO) or 133 (COCO-WholeBody) keypoints.
-        sigma: heatmap Gaussian width in cells; None: the codec's (TokenPose's 2).
     """
 
     config: TokenPoseConfig = PRESETS["ppt_s"]
-    sigma: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, TokenPoseConfig):
@@ -59,8 +57,7 @@ class TokenPoseTask(PoseTask):
         self.image_size = self.config.image_size
         self.num_keypoints = self.config.num_keypoints
         self.flip_pairs = _FLIP_PAIRS[self.num_keypoints]
-        codec = self.config.codec
-        self.codec = codec if self.sigma is None else replace(codec, sigma=self.sigma)
+        self.codec = self.config.codec
 
     def build_model(self) -> TokenPose:
         return TokenPose(self.config)
@@ -73,15 +70,19 @@ class TokenPoseTask(PoseTask):
         return self.codec.decode(outputs)
 
 
-def task_from_section(task: type[TokenPoseTask], section: dict[str, Any],
+def task_from_section(task: type[TokenPoseTask], section: dict[str, Any] | None,
                       presets: dict[str, TokenPoseConfig]) -> TokenPoseTask:  # fmt: skip
-    """``task`` of a config's ``model`` section: the entries that are fields of ``task``
-    (``sigma``, ...) go to it, the others name the network (a preset of ``presets`` and
-    :class:`~tokenprune_models.tokenpose.config.TokenPoseConfig` overrides)."""
-    own = {f.name for f in fields(task)} - {"config"}
-    options = {key: value for key, value in section.items() if key in own}
-    network = {key: value for key, value in section.items() if key not in own}
-    return task(config_from_section(network, presets), **options)
+    """``task`` of a config's ``model`` section: a preset of ``presets`` and
+    :class:`~tokenprune_models.tokenpose.config.TokenPoseConfig` overrides name the network, the
+    entries that are fields of ``task`` (DPPT's teacher, ...) go to it.
+
+    Raises:
+        ValueError: an unknown key (every valid one listed: ``preset``, the config's fields and
+            the task's), a missing or unknown preset, or a bad value.
+    """
+    own = [f.name for f in fields(task) if f.init and f.name != "config"]
+    config, options = config_from_section(section, presets, other_keys=own)
+    return task(config, **options)
 
 
 def make_task(config: dict) -> TokenPoseTask:
@@ -95,7 +96,7 @@ def _load_official(path: Path, task: TokenPoseTask) -> nn.Module:
     return load_official_checkpoint(path, task.build_model())
 
 
-FAMILY = ModelFamily("TokenPose", make_task, _load_official)
+FAMILY = PoseFamily("TokenPose", make_task, _load_official)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,8 @@ from tokenprune_models.gtpt import PRESETS as GTPT_PRESETS
 from tokenprune_models.gtpt import load_official_checkpoint as gtpt_official
 from tokenprune_models.gtpt.pretrained import load_pretrained as gtpt_pretrained
 from tokenprune_models.hevitpose import PRESETS as HEVITPOSE
-from tokenprune_models.hot import CONFIGS, MixSTE, mixste_config
+from tokenprune_models.hot import PRESETS as HOT
+from tokenprune_models.hot import MixSTE, build_hot_mixste
 from tokenprune_models.hot import load_official_checkpoint as hot_official
 from tokenprune_models.hot.pretrained import load_pretrained as hot_pretrained
 from tokenprune_models.registry import FAMILIES, MODELS
@@ -56,11 +57,12 @@ def test_every_preset_of_every_family_has_a_name():
 
 
 def test_a_preset_name_is_the_family_preset():
-    for presets in (GTPT_PRESETS, TOKENPOSE, DPPT, HEVITPOSE):
+    for presets in (GTPT_PRESETS, TOKENPOSE, DPPT, HEVITPOSE, HOT):
         for name, config in presets.items():
             assert model_entry(name).model_config() == config, name
-    for name, variant in (("mixste", "mixste"), ("hot_mixste", "hot"), ("tpc_mixste", "tpc")):
-        assert model_entry(name).model_config() == CONFIGS[variant]
+    # DPPT's students are the PPT presets themselves, mapped by name (one definition)
+    assert {name: model_entry(name).base for name in DPPT} == {"dppt_s": "ppt_s", "dppt_b": "ppt_b"}
+    assert set(FAMILIES["tokenpose"].presets) == set(TOKENPOSE)
     assert not any(model_entry(name).pretrained for name in list_models() if name not in SHIPPED)
 
 
@@ -68,10 +70,7 @@ def test_the_shipped_networks_are_those_of_their_training_configs():
     for name in SHIPPED:
         entry = model_entry(name)
         section = yaml.safe_load(entry.config_path.read_text())["model"]
-        if entry.family == "gtpt":
-            trained = config_from_section(section, GTPT_PRESETS)
-        else:
-            trained = mixste_config(**section)
+        trained, _ = config_from_section(section, GTPT_PRESETS if entry.family == "gtpt" else HOT)
         assert entry.model_config() == trained, name
         assert entry.path.is_file() and entry.card_path.is_file() and entry.record_path.is_file()
 
@@ -85,7 +84,8 @@ def test_create_model_builds_the_family_network_in_train_mode():
     assert isinstance(ppt, TokenPose) and ppt.config == replace(DPPT["dppt_s"],
                                                                 image_size=(128, 96))
     hot = create_model("hot_mixste", **SMALL_HOT)
-    assert isinstance(hot, MixSTE) and hot.config == mixste_config("hot", **SMALL_HOT)
+    assert isinstance(hot, MixSTE)
+    assert hot.config == build_hot_mixste("hot_mixste", **SMALL_HOT).config
     assert type(create_model("hevitpose_t")).__name__ == "HEViTPose"
 
 
@@ -139,7 +139,7 @@ def test_official_checkpoints_load_as_the_family_loaders_load_them(tmp_path):
         ("gtpt_t_coco", {}, lambda p: gtpt_official(p, "gtpt_t_coco")),
         ("ppt_s", {"backend": "torch"},
          lambda p: tokenpose_official(p, build_tokenpose("ppt_s", backend="torch"))),
-        ("hot_mixste", SMALL_HOT, lambda p: hot_official(p, "hot", **SMALL_HOT)),
+        ("hot_mixste", SMALL_HOT, lambda p: hot_official(p, "hot_mixste", **SMALL_HOT)),
     ]  # fmt: skip
     fixtures = {"gtpt_t_coco": "gtpt_t_coco", "ppt_s": "ppt_s_coco",
                 "hot_mixste": "hot_mixste_small"}  # fmt: skip
@@ -158,9 +158,10 @@ def test_errors_name_the_argument(tmp_path):
     with pytest.raises(ValueError, match=r"unknown model name 'gtpt_t_cocoo'; did you mean "
                                          r"'gtpt_t_coco'.*tokenpose_s"):  # fmt: skip
         create_model("gtpt_t_cocoo")
-    with pytest.raises(TypeError, match=r"GTPTConfig has no field\(s\) \['keep_rate'\]"):
+    with pytest.raises(ValueError, match=r"GTPTConfig has unknown fields \['keep_rate'\]; valid "
+                                         r"fields: dim, stem, .*keep_rates, "):  # fmt: skip
         create_model("gtpt_t_coco", keep_rate=0.5)
-    with pytest.raises(TypeError, match=r"MixSTEConfig has no field\(s\) \['backend'\]"):
+    with pytest.raises(ValueError, match=r"MixSTEConfig has unknown fields \['backend'\]"):
         create_model("mixste", backend="torch")
     with pytest.raises(ValueError, match="at most one source of weights, got pretrained and "
                                          "official_checkpoint"):  # fmt: skip

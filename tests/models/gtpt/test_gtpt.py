@@ -260,7 +260,8 @@ def test_bad_arguments_get_clear_errors():
         build_gtpt("gtpt_l_coco")
     with pytest.raises(TypeError, match="config must be a preset name or a GTPTConfig"):
         build_gtpt(17)
-    with pytest.raises(TypeError, match=r"GTPTConfig has no field\(s\) \['dataset'\]"):
+    with pytest.raises(ValueError, match=r"GTPTConfig has unknown fields \['dataset'\]; valid "
+                                         r"fields: dim, "):  # fmt: skip
         build_gtpt("gtpt_t_coco", dataset="mpii")
     with pytest.raises(ValueError, match="keep_rates must have 4 entries"):
         build_gtpt("gtpt_t_coco", keep_rates=(1.0, 0.5))
@@ -278,8 +279,19 @@ def test_bad_arguments_get_clear_errors():
         build_gtpt("gtpt_t_coco", image_size=(250, 192))
     with pytest.raises(TypeError, match=r"image_size must be a \(height, width\) pair"):
         build_gtpt("gtpt_t_coco", image_size=256)
-    with pytest.raises(ValueError, match=r"the model section needs a 'preset'"):
+    with pytest.raises(ValueError, match=r"config section 'model' has unknown keys \['dataset', "
+                                         r"'variant'\]; valid keys: preset, dim, "):  # fmt: skip
         make_task({"model": {"variant": "t", "dataset": "coco"}})
+    with pytest.raises(ValueError, match=r"config section 'model' needs a 'preset'"):
+        make_task({"model": {"dim": 128}})
+    # a typo in the curriculum section: the same one-line error, every valid key listed
+    with pytest.raises(ValueError, match=r"config section 'curriculum' has unknown keys "
+                                         r"\['warmup'\]; valid keys: kind, warmup_epochs, "
+                                         r"end_epoch$"):  # fmt: skip
+        make_task({"model": {"preset": "gtpt_t_coco"}, "curriculum": {"warmup": 5}})
+    task = make_task({"model": {"preset": "gtpt_t_coco"},
+                      "curriculum": {"kind": "linear", "warmup_epochs": 5}})  # fmt: skip
+    assert (task.curriculum, task.warmup_epochs, task.end_epoch) == ("linear", 5, 100)
     with pytest.raises(TypeError, match="config must be a GTPTConfig"):
         GTPT("gtpt_t_coco")
     model = build_gtpt("gtpt_t_coco").eval()
@@ -384,3 +396,24 @@ def test_gtpt_b_stem_has_the_official_layout():
     stem.down_layer2.register_forward_hook(lambda m, args, out: captured.update(skip=out))
     stem.eval()(torch.randn(1, *IMAGE))
     assert torch.equal(captured["up_in"][:, :384], captured["skip"])
+
+
+def test_config_checks_name_the_field():
+    from dataclasses import replace
+
+    from tokenprune_models.gtpt import PRESETS
+
+    coco, wholebody = PRESETS["gtpt_t_coco"], PRESETS["gtpt_t_wholebody"]
+    for base, fields, error, message in (
+        (coco, {"group_parts": ((5,), (), ())}, ValueError, r"group_parts\[0\]"),
+        (wholebody, {"group_parts": ((0,), (1,), (3, 4))}, ValueError,
+         "each of the 5 parts of dense_per_part in exactly one group"),
+        (coco, {"dim": "a"}, TypeError, "dim must be an int"),
+        (coco, {"dim": 100}, ValueError, "dim must be a multiple of num_heads"),
+        (coco, {"flip_pairs": ((0, 40),)}, ValueError, r"flip_pairs\[0\]\[1\] must be <= 16"),
+        (coco, {"flip_pairs": ((0, 1, 2),)}, ValueError, r"flip_pairs\[0\] must be a \(left"),
+        (wholebody, {"output_groups": (0, 0, 1)}, ValueError, "output_groups must order"),
+        (coco, {"mlp_ratio": -1.0}, ValueError, "mlp_ratio must be > 0"),
+    ):  # fmt: skip
+        with pytest.raises(error, match=message):
+            replace(base, **fields)

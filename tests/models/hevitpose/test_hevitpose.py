@@ -59,7 +59,7 @@ def test_bad_inputs_get_clear_errors():
     assert sorted(PRESETS) == sorted(PUBLISHED) == ["hevitpose_b", "hevitpose_s", "hevitpose_t"]
     with pytest.raises(ValueError, match=r"config must be one of \['hevitpose_b'"):
         build_hevitpose("hevitpose_xl")
-    with pytest.raises(TypeError, match=r"HEViTPoseConfig has no field\(s\) \['variant'\]"):
+    with pytest.raises(ValueError, match=r"HEViTPoseConfig has unknown fields \['variant'\]"):
         build_hevitpose("hevitpose_t", variant="t")
     with pytest.raises(ValueError, match="multiples of 16"):
         build_hevitpose("hevitpose_t", image_size=(250, 250))
@@ -68,3 +68,21 @@ def test_bad_inputs_get_clear_errors():
     model = build_hevitpose("hevitpose_t", image_size=(64, 64))
     with pytest.raises(ValueError, match=r"images must have shape \[B, 3, 64, 64\]"):
         model(torch.randn(1, 3, 64, 48))
+
+
+def test_config_checks_name_the_field():
+    from dataclasses import replace
+
+    base = PRESETS["hevitpose_t"]
+    for fields, error, message in (
+        ({"widths": (48, 160)}, ValueError, "widths must have 3 entries"),
+        ({"depths": 2}, TypeError, "depths must be 3 ints"),
+        ({"depths": (1, 0, 3)}, ValueError, r"depths\[1\] must be >= 1"),
+        ({"overlaps": (3, -1, 1)}, ValueError, r"overlaps\[1\] must be >= 0"),
+        ({"groups": (4, 3, 4)}, ValueError, r"widths\[1\]=160 must split into groups\[1\]=3"),
+        ({"key_dim": "16"}, TypeError, "key_dim must be an int"),
+        ({"ffn_ratio": 0}, ValueError, "ffn_ratio must be > 0"),
+        ({"image_size": (250, 256)}, ValueError, "image_size must be multiples of 16"),
+    ):
+        with pytest.raises(error, match=message):
+            replace(base, **fields)

@@ -15,12 +15,11 @@ import torch
 from tokenprune_models import registry
 from tokenprune_models.common.engine import load_config
 from tokenprune_models.common.release import save_half_precision, training_seconds
-from tokenprune_models.hot.build import mixste_config
 from tokenprune_models.hot.demo import CONFIGS_DIR, mean_pose_baseline
 from tokenprune_models.hot.demo import main as demo_main
 from tokenprune_models.hot.evaluation import evaluate
-from tokenprune_models.hot.model import MixSTE
-from tokenprune_models.hot.pretrained import PRETRAINED, load_pretrained
+from tokenprune_models.hot.model import MixSTE, MixSTEConfig
+from tokenprune_models.hot.pretrained import PRETRAINED, load_pretrained, read_record, record_config
 from tokenprune_models.hot.release import release
 from tokenprune_models.hot.train import FAMILY, build_trainer, make_task
 from tokenprune_models.pose3d.h36m import load_split
@@ -115,15 +114,22 @@ def test_every_shipped_entry_has_its_files():
     for entry in PRETRAINED.values():
         for path in (entry.path, entry.card_path, entry.record_path):
             assert path.is_file(), path
-        record = json.loads(entry.record_path.read_text())
+        record, network = read_record(entry.name)
         assert (entry.path.parent / record["curve"]).is_file()
         assert entry.path.stat().st_size < 10 * 2**20  # weights only, half precision
-        config = record["config"]
-        if "model" in config:  # a record of tokenprune_models.hot.release
-            assert config["model"] == asdict(entry.model_config())
-        else:  # the shipped records predate the engine: LiftingConfig's flat fields ("frames")
-            fields = {k: config[k.replace("num_frames", "frames")] for k in entry.overrides}
-            assert mixste_config(config["variant"], **fields) == entry.model_config()
+        # the shipped records predate the engine (variant and flat sizes, "frames"): translated
+        assert "variant" in record["config"] and network == entry.model_config()
+
+
+def test_records_of_both_layouts_name_the_network():
+    entry = PRETRAINED["hot_mixste_synthetic"]
+    new = {"config": {"model": asdict(entry.model_config()), "train": {"seed": 0}}}
+    assert record_config(new) == entry.model_config()  # tokenprune_models.hot.release's layout
+    old = {"config": {"variant": "tpc", "frames": 27, "dim": 64, "num_kept": 9, "prune_loop": 7}}
+    assert record_config(old) == MixSTEConfig(num_frames=27, dim=64, num_kept=9, prune_loop=7,
+                                              recover=False)  # fmt: skip
+    with pytest.raises(ValueError, match=r"config\.model or config\.variant"):
+        record_config({"config": {"variant": "hourglass"}})
 
 
 def test_shipped_weights_are_far_below_the_mean_pose_on_unseen_subjects(motion):

@@ -18,10 +18,9 @@ import torch
 
 from tokenprune_models.common import engine
 from tokenprune_models.common.engine import Trainer, load_config, load_training_checkpoint
-from tokenprune_models.hot.build import mixste_config
+from tokenprune_models.hot.build import build_hot_mixste
 from tokenprune_models.hot.evaluation import evaluate, predict_sequence
 from tokenprune_models.hot.loss import H36M_JOINT_WEIGHTS, lifting_loss
-from tokenprune_models.hot.model import MixSTE
 from tokenprune_models.hot.train import (
     FAMILY,
     LiftingTask,
@@ -126,7 +125,7 @@ def test_the_recipe_is_hots(motion, tmp_path):
 
 
 def test_seq2frame_trains_and_scores(motion, tmp_path):
-    trainer = _trainer(motion, tmp_path, "model.variant=tpc", "model.prune_loop=7",
+    trainer = _trainer(motion, tmp_path, "model.preset=tpc_mixste", "model.prune_loop=7",
                        "train.max_steps=2")  # fmt: skip
     metrics = trainer.fit()
     assert trainer.model.recovery is None and trainer.position.global_step == 2
@@ -163,7 +162,7 @@ def test_evaluation_of_a_perfect_model_is_zero(motion):
     from tokenprune_models.pose3d.h36m import load_split
 
     test = load_split(motion, "test", "synthetic", "noisy")
-    config = mixste_config("hot", num_frames=9, dim=16, num_kept=3, prune_loop=1)
+    config = build_hot_mixste("hot_mixste", num_frames=9, dim=16, num_kept=3, prune_loop=1).config
 
     class Oracle(torch.nn.Module):  # returns the targets of the clip it is given
         def __init__(self):
@@ -187,14 +186,14 @@ def test_evaluation_of_a_perfect_model_is_zero(motion):
     assert metrics["MPJPE"] < 1e-3 and metrics["P-MPJPE"] < 1e-3
 
 
-@pytest.mark.parametrize("variant", ["hot", "tpc"])
-def test_every_frame_is_predicted(motion, variant):
+@pytest.mark.parametrize("preset", ["hot_mixste", "tpc_mixste"])
+def test_every_frame_is_predicted(motion, preset):
     from tokenprune_models.pose3d.h36m import load_split
 
     sequence = load_split(motion, "test", "synthetic", "noisy")[0]
-    sizes = {"prune_loop": 7, "num_kept": 4} if variant == "tpc" else {"prune_loop": 1,
+    sizes = {"prune_loop": 7, "num_kept": 4} if preset == "tpc_mixste" else {"prune_loop": 1,
                                                                         "num_kept": 3}
-    model = MixSTE(mixste_config(variant, num_frames=9, dim=16, **sizes))
+    model = build_hot_mixste(preset, num_frames=9, dim=16, **sizes)
     for length in (5, 9, len(sequence)):  # shorter than a clip, one clip, clips and an overlap
         inputs = torch.from_numpy(sequence.inputs_2d[:length])
         pred = predict_sequence(model, inputs, flip=True, batch_size=4)
@@ -219,6 +218,22 @@ def test_config_errors_name_the_key_and_list_the_valid_ones(motion, tmp_path):
         _trainer(motion, tmp_path, "train.batch_size=10000")
     with pytest.raises(TypeError, match="config must be a LiftingTrainConfig"):
         Trainer(LiftingTask(), engine.TrainConfig(output=str(tmp_path)), None)
+
+
+def test_evaluation_uses_its_own_batch_size(motion, tmp_path, monkeypatch):
+    """HoT trains 4 clips per batch (h36m_hot.yaml) but evaluates 64 (``eval_batch_size``)."""
+    import tokenprune_models.hot.train as hot_train
+
+    seen = []
+    monkeypatch.setattr(hot_train, "evaluate", lambda model, data, flip, batch_size:
+                        seen.append(batch_size) or {"MPJPE": 1.0})  # fmt: skip
+    _trainer(motion, tmp_path, "train.eval_batch_size=5").evaluate()
+    _trainer(motion, tmp_path / "default").evaluate()
+    assert seen == [5, 64]
+    train = load_config(ROOT / "models" / "hot" / "configs" / "h36m_hot.yaml")["train"]
+    assert train["batch_size"] == 4 and train.get("eval_batch_size", 64) == 64
+    with pytest.raises(ValueError, match="eval_batch_size"):
+        LiftingTrainConfig(output=str(tmp_path), eval_batch_size=0)
 
 
 def test_an_old_lifting_trainer_checkpoint_is_refused_clearly(motion, tmp_path):

@@ -108,8 +108,8 @@ def test_transforms_move_keypoints_exactly_as_pixels(x, y, cx, cy, width, rotati
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         point[:, 0] = canvas.shape[1] - 1 - point[:, 0]
         centre[0] = canvas.shape[1] - 1 - centre[0]
-    matrix = affine_matrix(centre, np.array([width, width * 4 / 3]), rotation, (48, 64))
-    crop = np.asarray(warp(image, matrix, (48, 64)), dtype=np.float64)
+    matrix = affine_matrix(centre, np.array([width, width * 4 / 3]), rotation, (64, 48))
+    crop = np.asarray(warp(image, matrix, (64, 48)), dtype=np.float64)
     target = transform_points(point, matrix)[0]
     if not (6 <= target[0] <= 41 and 6 <= target[1] <= 57):
         return  # the dot (or its tail) left the crop
@@ -117,7 +117,7 @@ def test_transforms_move_keypoints_exactly_as_pixels(x, y, cx, cy, width, rotati
     total = crop.sum()
     centroid = np.array([(crop * xx).sum() / total, (crop * yy).sum() / total])
     assert np.abs(centroid - target).max() < 0.15
-    inverse = affine_matrix(centre, np.array([width, width * 4 / 3]), rotation, (48, 64),
+    inverse = affine_matrix(centre, np.array([width, width * 4 / 3]), rotation, (64, 48),
                             inverse=True)  # fmt: skip
     assert np.allclose(transform_points(target[None], inverse), point)
 

@@ -218,6 +218,19 @@ class TinyTask(PoseTask):
         raise NotImplementedError
 
 
+def test_pose_evaluation_uses_eval_batch_size(tmp_path, monkeypatch):
+    from tokenprune_models.pose import engine as pose_engine
+
+    seen = []
+    monkeypatch.setattr(pose_engine, "evaluate_model",
+                        lambda task, model, data, annotations, device, batch_size, *rest:
+                        seen.append(batch_size) or {})  # fmt: skip
+    data = type("Data", (), {"annotation_file": None})()
+    config = PoseTrainConfig(output=str(tmp_path), batch_size=8, eval_batch_size=5)
+    TinyTask().evaluate(nn.Linear(1, 1), data, torch.device("cpu"), config)
+    assert seen == [5] and PoseTrainConfig(output=str(tmp_path)).eval_batch_size == 64
+
+
 PATTERN = torch.arange(12, dtype=torch.float32).reshape(3, 4) * 1.25 + 1000.0
 
 
@@ -267,6 +280,36 @@ def test_checkpoints_without_a_digest_still_load_and_resume(tmp_path):
     assert resumed.position.global_step == 5
     assert torch.equal(resumed.model[0].weight, trainer.model[0].weight)
     assert load_weights(old).keys() == trainer.model.state_dict().keys()
+
+
+def test_checkpoints_hold_and_restore_the_gpus_random_state(tmp_path, monkeypatch):
+    """With CUDA, every GPU's generator is saved and restored (exact resume of dropout and
+    stochastic depth on GPUs); checkpoints without it (CPU runs, older ones) still resume."""
+    trainer = _tiny_trainer(tmp_path / "run")
+    assert "cuda_rng" in trainer.checkpoint_state()
+    without = tmp_path / "without.pt"
+    state = trainer.checkpoint_state()
+    state.pop("cuda_rng")
+    torch.save(with_digest(state), without)
+    _tiny_trainer(tmp_path / "a").resume(without)  # tolerated
+
+    gpu_states = [torch.arange(16, dtype=torch.uint8), torch.arange(16, 32, dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [s.clone() for s in gpu_states])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.extend)
+    state = trainer.checkpoint_state()
+    assert all(torch.equal(a, b) for a, b in zip(state["cuda_rng"], gpu_states, strict=True))
+    path = tmp_path / "cuda.pt"
+    torch.save(with_digest(state), path)
+    _tiny_trainer(tmp_path / "b").resume(path)
+    assert all(torch.equal(a, b) for a, b in zip(restored, gpu_states, strict=True))
+
+    state["cuda_rng"] = [torch.zeros(3)]
+    torch.save(with_digest(state), path)
+    with pytest.raises(ValueError, match=r"cuda\.pt.* entry 'cuda_rng' must be a list of uint8"):
+        _tiny_trainer(tmp_path / "c").resume(path)
 
 
 def _edited(trainer: Trainer, path: Path, edit, digest: bool = True) -> Path:
@@ -368,11 +411,13 @@ def test_a_real_enospc_from_the_file_system(tmp_path, monkeypatch):
 
 
 def test_lifting_checkpoints_go_through_the_same_checks(tmp_path):
-    from tokenprune_models.hot.build import mixste_config
+    from tokenprune_models.common.presets import resolve_config
+    from tokenprune_models.hot import PRESETS
     from tokenprune_models.hot.train import LiftingTask, LiftingTrainConfig
 
     def trainer(dim: int = 16) -> Trainer:
-        task = LiftingTask(mixste_config(num_frames=9, dim=dim, num_kept=3, prune_loop=1))
+        task = LiftingTask(resolve_config("hot_mixste", PRESETS, {"num_frames": 9, "dim": dim,
+                                                                  "num_kept": 3, "prune_loop": 1}))
         return Trainer(task, LiftingTrainConfig(output=str(tmp_path)), None, device="cpu")
 
     first = trainer()
@@ -456,7 +501,7 @@ def test_tokenpose_official_file_errors_list_official_names_and_the_file(tmp_pat
 
 
 def test_hot_official_file_errors_list_official_names_and_the_file(tmp_path):
-    from tokenprune_models.hot import build_hot_mixste, load_official_checkpoint, mixste_config
+    from tokenprune_models.hot import build_hot_mixste, load_official_checkpoint
     from tokenprune_models.hot.train import LiftingTask, load_official
 
     sizes = {"num_frames": 27, "dim": 64, "num_kept": 9, "prune_loop": 1}
@@ -467,11 +512,11 @@ def test_hot_official_file_errors_list_official_names_and_the_file(tmp_path):
     message = (r"hot\.pth.* does not fit the model in the official MixSTE/HoT layout: 1 of the "
                r"wrong shape: 'STEblocks\.0\.attn\.qkv\.weight' \[3, 64\] \(expected \[192, 64\]")
     with pytest.raises(ValueError, match=message):
-        load_official_checkpoint(path, "hot", **sizes)
-    task = LiftingTask(mixste_config("hot", **sizes))
+        load_official_checkpoint(path, "hot_mixste", **sizes)
+    task = LiftingTask(build_hot_mixste("hot_mixste", **sizes).config)
     with pytest.raises(ValueError, match=message):
         load_official(path, task)  # --eval-only --official-checkpoint
-    model = build_hot_mixste("hot", **sizes)
+    model = build_hot_mixste("hot_mixste", **sizes)
     mine = tmp_path / "mine.pt"
     torch.save({k: v for k, v in model.state_dict().items() if k != "head.bias"}, mine)
     with pytest.raises(ValueError, match=r"mine\.pt.* does not fit the model: 1 missing: "

@@ -177,10 +177,15 @@ def test_presets_and_the_shared_codec():
     model = build_tokenpose("ppt_s", num_keypoints=133, image_size=[128, 96], keep_rate=0.5)
     assert model.config.image_size == (128, 96) and model.keep_rate == 0.5
     assert model.codec == HeatmapCodec((128, 96), (32, 24))
-    # the task's codec is the model's, with the task's sigma for the targets
+    # one codec: the config's, sigma included (a config field), shared by task and model
     task = make_task({"model": {"preset": "tokenpose_s", "image_size": [64, 48], "sigma": 3.0,
                                 "dim": 32}})  # fmt: skip
-    assert task.codec == HeatmapCodec((64, 48), (16, 12), sigma=3.0)
+    assert task.codec == HeatmapCodec((64, 48), (16, 12), sigma=3.0) == task.config.codec
+    assert TokenPose(task.config, backend="torch").codec == task.codec
+    assert TokenPoseConfig().sigma == HeatmapCodec((8, 8), (2, 2)).sigma == 2.0
+    with pytest.raises(ValueError, match=r"config section 'model' has unknown keys \['sigm'\]; "
+                                         r"valid keys: preset, stem, .*, sigma$"):  # fmt: skip
+        make_task({"model": {"preset": "tokenpose_s", "sigm": 3.0}})
     assert task.config.dim == 32 and task.config.prune_after == ()
     assert TokenPoseTask(PRESETS["ppt_b"]).codec == PRESETS["ppt_b"].codec
 
@@ -195,7 +200,8 @@ def test_bad_input_is_rejected():
         model.keep_rate = 0.0
     with pytest.raises(ValueError, match=r"config must be one of \['ppt_b', 'ppt_s'"):
         build_tokenpose("ppt_l")
-    with pytest.raises(TypeError, match=r"TokenPoseConfig has no field\(s\) \['variant'\]"):
+    with pytest.raises(ValueError, match=r"TokenPoseConfig has unknown fields \['variant'\]; "
+                                         r"valid fields: stem, "):  # fmt: skip
         build_tokenpose("ppt_s", variant="s")
     with pytest.raises(ValueError, match="stem"):
         TokenPose(TokenPoseConfig(stem="resnet"))
@@ -213,3 +219,20 @@ def test_bad_input_is_rejected():
         convert_official_state_dict([1, 2])
     with pytest.raises(ValueError, match="not in the official"):
         convert_official_state_dict({"features.transformer.layers.0.2.weight": torch.zeros(1)})
+
+
+def test_config_checks_name_the_field():
+    for fields, error, message in (
+        ({"prune_after": 4}, TypeError, "prune_after must be a sequence of layer numbers"),
+        ({"prune_after": (4, 12)}, ValueError, r"prune_after\[1\] must be <= 11"),
+        ({"prune_after": (4, "7")}, TypeError, r"prune_after\[1\] must be an int"),
+        ({"keep_rate": 2.0}, ValueError, r"keep_rate must be in \(0, 1\]"),
+        ({"stem": "resnet"}, ValueError, "stem must be one of"),
+        ({"dim": "a"}, TypeError, "dim must be an int"),
+        ({"dim": 100}, ValueError, "dim must be a multiple of num_heads"),
+        ({"scale_with_head": 1}, TypeError, "scale_with_head must be a bool"),
+        ({"sigma": 0}, ValueError, "sigma must be > 0"),
+        ({"image_size": (250, 192)}, ValueError, "image_size must be multiples of"),
+    ):
+        with pytest.raises(error, match=message):
+            TokenPoseConfig(**fields)

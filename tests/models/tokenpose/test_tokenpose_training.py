@@ -122,7 +122,13 @@ def test_dppt_task_of_a_config_section():
     assert task.criterion == DPPTLoss(feature_weight=1e-3)
     # the teacher is the student's network, unpruned
     assert task.config.unpruned() == replace(TOKENPOSE["tokenpose_b"], image_size=(64, 48),
-                                             dim=32, num_heads=2)  # fmt: skip
+                                             dim=32, num_heads=2, sigma=3.0)  # fmt: skip
+    # a typo in the model section lists every valid key: the network's and the task's own
+    with pytest.raises(ValueError, match=r"config section 'model' has unknown keys "
+                                         r"\['teacher_chekpoint'\]; valid keys: preset, stem, "
+                                         r".*, sigma, teacher_checkpoint, teacher_format, "
+                                         ):  # fmt: skip
+        make_dppt_task({"model": {"preset": "dppt_s", "teacher_chekpoint": "t.pt"}})
     with pytest.raises(ValueError, match="DPPT's student is a PPT"):
         make_dppt_task({"model": {"preset": "dppt_s", "prune_after": []}})
     with pytest.raises(ValueError, match=r"config must be one of \['dppt_b', 'dppt_s'\]"):
