@@ -276,7 +276,7 @@ def create_model(
     given = [argument for argument, value in (("pretrained", pretrained),
                                               ("checkpoint", checkpoint),
                                               ("official_checkpoint", official_checkpoint))
-             if value not in (None, False)]  # fmt: skip
+             if value is not None and value is not False]  # fmt: skip
     if len(given) > 1:
         raise ValueError(f"give at most one source of weights, got {' and '.join(given)}")
     if pretrained and not entry.pretrained:
@@ -284,7 +284,9 @@ def create_model(
                          f"{list_models(pretrained=True)}")  # fmt: skip
     build_args = {key: overrides.pop(key) for key in family.build_args if key in overrides}
     model = family.build(override_config(entry.model_config(), overrides), **build_args)
-    path = entry.path if pretrained else checkpoint or official_checkpoint
+    path = checkpoint if checkpoint is not None else official_checkpoint
+    if pretrained:
+        path = entry.path
     if path is None:
         return model
     weights = family.checkpoint_filter(read_weights_only(path), model,

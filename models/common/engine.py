@@ -716,6 +716,11 @@ def run(family: ModelFamily, argv: Sequence[str] | None = None, doc: str | None 
     official = getattr(args, "official_checkpoint", None)
     if args.eval_only and (official is None) == (args.checkpoint is None):
         parser.error("--eval-only needs one of --checkpoint and --official-checkpoint")
+    if not args.eval_only and (official is not None or args.checkpoint is not None):
+        parser.error("--checkpoint and --official-checkpoint evaluate (with --eval-only); to "
+                     "start training from weights, set train.init_from")
+    if args.eval_only and args.resume is not None:
+        parser.error("--resume continues a training run; it does not go with --eval-only")
 
     try:
         config = load_config(args.config, args.overrides, family.sections)

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..common.atomic import write_text_atomic
 from ..common.cli import USER_ERRORS, HelpFormatter, exit_with_error
 from ..common.curves import plot_learning_curve, read_learning_curve
-from ..common.engine import load_training_checkpoint
+from ..common.engine import evaluation_weights, load_training_checkpoint
 from ..common.release import save_half_precision, software, training_seconds
 from .pretrained import PRETRAINED
 
@@ -57,7 +57,7 @@ def release(name: str, run: str | os.PathLike, data: str | os.PathLike | None = 
     if wrong:
         raise ValueError(f"the run {str(run)!r} trained {wrong}, the entry {name!r} is "
                          f"{ {k: wanted[k] for k in wrong} }")  # fmt: skip
-    save_half_precision(state["model"], entry.path)
+    save_half_precision(evaluation_weights(state), entry.path)
     curve = entry.path.with_name(entry.path.stem + "_curve.png")
     plot_learning_curve([(name, read_learning_curve(metrics, "MPJPE"))], curve, "MPJPE (mm)",
                         f"{name}: training loss and test MPJPE")  # fmt: skip

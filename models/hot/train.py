@@ -36,7 +36,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from tokenprune.checks import check_bool, check_float, check_number
+from tokenprune.checks import check_bool, check_float, check_int, check_number
 
 from ..common.atomic import write_text_atomic
 from ..common.engine import ModelFamily, Task, TrainConfig, Trainer, config_from, run
@@ -84,6 +84,8 @@ class LiftingData:
 
     def __post_init__(self) -> None:
         check_bool("flip", self.flip)
+        if self.train_stride is not None:
+            check_int("train_stride", self.train_stride, low=1)
 
 
 @dataclass
@@ -174,9 +176,10 @@ def build_trainer(
     clips = None
     if with_train:
         frames = task.config.num_frames
-        clips = ClipDataset(load_split(data_root, "train", data.name, data.detector), frames,
-                            data.train_stride or max(frames // 3, 1),
-                            flip_prob=0.5 if data.flip else 0.0, seed=train_cfg.seed)  # fmt: skip
+        stride = data.train_stride if data.train_stride is not None else max(frames // 3, 1)
+        train = load_split(data_root, "train", data.name, data.detector)
+        clips = ClipDataset(train, frames, stride, flip_prob=0.5 if data.flip else 0.0,
+                            seed=train_cfg.seed)  # fmt: skip
     return Trainer(task, train_cfg, clips, test, device)
 
 

@@ -186,3 +186,22 @@ def test_bad_arguments_are_usage_errors(module, args, message, capsys):
         importlib.import_module(module).main(args)
     assert stop.value.code == 2
     assert re.search(message, capsys.readouterr().err.splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--checkpoint", "best.pt"], "--checkpoint and --official-checkpoint evaluate"),
+        (["--eval-only", "--checkpoint", "best.pt", "--resume", "last.pt"],
+         "--resume continues a training run"),
+    ],
+)
+def test_contradictory_weight_options_are_refused(extra, message, tmp_path, capsys):
+    from tokenprune_models.gtpt.train import main
+
+    argv = ["--config", "models/gtpt/configs/synthetic_demo.yaml", "--data", str(tmp_path),
+            "--output", str(tmp_path / "run"), *extra]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

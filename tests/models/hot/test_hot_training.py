@@ -313,3 +313,10 @@ def test_two_process_ddp_on_gloo(motion, tmp_path):
     clips = len(_trainer(motion, tmp_path / "probe").train_set)
     state = load_training_checkpoint(tmp_path / "last.pt")
     assert state["position"]["global_step"] == (clips + 1) // 2 // 4  # half the clips each
+
+
+def test_train_stride_zero_is_refused_naming_it():
+    from tokenprune_models.hot.train import LiftingData
+
+    with pytest.raises(ValueError, match="train_stride must be >= 1"):
+        LiftingData(train_stride=0)
