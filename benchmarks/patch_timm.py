@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -35,6 +33,7 @@ from benchmarks.report import environment_line, make_parser
 from tokenprune import count_flops
 from tokenprune_models.common.atomic import write_text_atomic
 from tokenprune_models.common.cli import int_at_least
+from tokenprune_models.common.timing import interleaved_latency_ms
 
 KEEP_RATE, LAYERS = 0.7, (3, 6, 9)
 TARGET = 0.9
@@ -49,20 +48,6 @@ def build_vit(size: str) -> tuple[nn.Module, str]:
 
         return vit(size).eval(), "timm-layout stand-in (tests/oracles/timm_vit.py)"
     return timm.create_model(f"vit_{size}_patch16_224", pretrained=False).eval(), "timm"
-
-
-def median_ms(calls: Sequence[Callable[[], object]], repeats: int) -> list[float]:
-    """Median wall time (ms) of each call, the calls taking turns within every repeat."""
-    times: list[list[float]] = [[] for _ in calls]
-    with torch.inference_mode():
-        for call in calls:
-            call()  # warm-up (and compilation)
-        for _ in range(repeats):
-            for own, call in zip(times, calls, strict=True):
-                start = time.perf_counter()
-                call()
-                own.append((time.perf_counter() - start) * 1e3)
-    return [statistics.median(own) for own in times]
 
 
 def run(sizes: Sequence[str], batches: Sequence[int], threads: Sequence[int], repeats: int,
@@ -83,10 +68,9 @@ def run(sizes: Sequence[str], batches: Sequence[int], threads: Sequence[int], re
                 torch._dynamo.reset()
                 models = tuple(torch.compile(m, dynamic=False) for m in models)
             for num_threads in threads:
-                torch.set_num_threads(num_threads)
                 for batch in batches:
                     x = torch.randn(batch, 3, 224, 224)
-                    t_u, t_p = median_ms([lambda m=m, x=x: m(x) for m in models], repeats)
+                    t_u, t_p = interleaved_latency_ms(models, x, repeats, threads=num_threads)
                     share = (1 - t_p / t_u) / mac_cut
                     met &= share >= TARGET
                     rows.append(

@@ -104,3 +104,15 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert result["params"] > 2e6  # GTPT-T: 2.37 M with its sine table
     assert result["shipped"] == ["gtpt_t_synthetic", "hot_mixste_synthetic", "mixste_synthetic"]
     assert "gtpt_t_coco.yaml" in result["configs"] and "synthetic_hot.yaml" in result["configs"]
+
+
+def test_timm_is_an_optional_extra_outside_dev():
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    project = tomllib.loads(pyproject.read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert any(requirement.startswith("timm") for requirement in extras["timm"])
+    # the pinned CPU torch cannot load PyPI's torchvision, which timm imports: not in dev
+    assert not any("timm" in requirement for requirement in extras["dev"])
+    assert not any("timm" in requirement for requirement in project["dependencies"])
