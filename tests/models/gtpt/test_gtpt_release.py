@@ -13,7 +13,9 @@ from tokenprune_models.common.engine import evaluation_weights, load_training_ch
 from tokenprune_models.gtpt import train
 from tokenprune_models.gtpt.release import main as release_main
 
-CONFIG = "models/gtpt/configs/synthetic_t_128x96.yaml"
+#: The shipped weights' two stages (64x48, then 128x96 starting from the first stage's weights).
+STAGES = ("models/gtpt/configs/synthetic_t_64x48.yaml",
+          "models/gtpt/configs/synthetic_t_128x96.yaml")
 TINY = [arg for item in ("train.max_steps=2", "train.batch_size=2", "train.workers=0",
                          "train.progress=false", "train.log_every=1") for arg in ("--set", item)]
 
@@ -22,12 +24,13 @@ def test_release_of_a_tiny_run(synthetic_pose_data, tmp_path, monkeypatch, capsy
     weights = tmp_path / "weights"
     weights.mkdir()
     monkeypatch.setitem(registry.WEIGHTS_DIRS, "gtpt", weights)
-    stages = []
-    for name in ("a", "b"):
-        output = tmp_path / name
-        assert train.main(["--config", CONFIG, "--data", str(synthetic_pose_data),
-                           "--output", str(output), *TINY]) == 0  # fmt: skip
-        stages += ["--stage", CONFIG, str(output)]
+    stages, init = [], []
+    for index, config in enumerate(STAGES):
+        output = tmp_path / f"stage{index}"
+        assert train.main(["--config", config, "--data", str(synthetic_pose_data),
+                           "--output", str(output), *TINY, *init]) == 0  # fmt: skip
+        stages += ["--stage", config, str(output)]
+        init = ["--set", f"train.init_from={output / 'last.pt'}"]
     assert release_main(["gtpt_t_synthetic", *stages]) == 0
     entry = registry.model_entry("gtpt_t_synthetic")
     assert entry.path.parent == weights
@@ -38,7 +41,7 @@ def test_release_of_a_tiny_run(synthetic_pose_data, tmp_path, monkeypatch, capsy
     assert (weights / record["curve"]).read_bytes()[:4] == b"\x89PNG"
     stored = torch.load(weights / record["weights"], weights_only=True)
     assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
-    expected = evaluation_weights(load_training_checkpoint(tmp_path / "b" / "last.pt"))
+    expected = evaluation_weights(load_training_checkpoint(tmp_path / "stage1" / "last.pt"))
     for key, value in expected.items():
         half = value.half() if value.is_floating_point() else value
         torch.testing.assert_close(stored[key], half, rtol=0, atol=0)
